@@ -1,0 +1,5 @@
+//go:build !race
+
+package pathnorm
+
+const raceEnabled = false
