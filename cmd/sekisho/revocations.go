@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/revocation"
+	"github.com/sekisho/sekisho/internal/store"
+)
+
+// Revocation marker scopes in the store's JTI table.
+const (
+	revokedJTIScope     = "revoked:jti"
+	revokedSubjectScope = "revoked:sub"
+	revokedClientScope  = "revoked:client"
+)
+
+// durableRevoker applies revocations to this process's deny-list and records
+// them in the store, so they survive a restart and reach every process that
+// shares the store (other nodes, and a server when the CLI revokes): each
+// running node re-reads the markers every few seconds.
+type durableRevoker struct {
+	st   store.Store
+	deny *revocation.DenyList
+	log  *slog.Logger
+}
+
+func (d *durableRevoker) mark(ctx context.Context, scope, id string, until time.Time) error {
+	err := d.st.MarkJTI(ctx, scope, id, until)
+	if errors.Is(err, store.ErrConflict) {
+		return nil // already recorded
+	}
+	return err
+}
+
+// RevokeToken revokes one access token by jti until its expiry.
+func (d *durableRevoker) RevokeToken(ctx context.Context, jti string, exp time.Time) error {
+	if err := d.deny.RevokeToken(ctx, jti, exp); err != nil {
+		return err
+	}
+	return d.mark(ctx, revokedJTIScope, jti, exp)
+}
+
+// RevokeSubject revokes a subject's tokens issued before issuedBefore.
+func (d *durableRevoker) RevokeSubject(ctx context.Context, sub string, issuedBefore, until time.Time) error {
+	if err := d.deny.RevokeSubject(ctx, sub, issuedBefore, until); err != nil {
+		return err
+	}
+	return d.mark(ctx, revokedSubjectScope, encodeCutoff(issuedBefore, sub), until)
+}
+
+// RevokeClient revokes a client's tokens issued before issuedBefore.
+func (d *durableRevoker) RevokeClient(ctx context.Context, clientID string, issuedBefore, until time.Time) error {
+	if err := d.deny.RevokeClient(ctx, clientID, issuedBefore, until); err != nil {
+		return err
+	}
+	return d.mark(ctx, revokedClientScope, encodeCutoff(issuedBefore, clientID), until)
+}
+
+// encodeCutoff stores "unix-nanos:id" as the marker's identifier.
+func encodeCutoff(t time.Time, id string) string {
+	return strconv.FormatInt(t.UnixNano(), 10) + ":" + id
+}
+
+func decodeCutoff(s string) (time.Time, string, bool) {
+	ns, id, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || id == "" {
+		return time.Time{}, "", false
+	}
+	return time.Unix(0, n), id, true
+}
+
+// load applies every unexpired marker in the store to the deny-list. It is
+// idempotent; nodes call it at start and periodically.
+func (d *durableRevoker) load(ctx context.Context) error {
+	now := time.Now()
+	for _, scope := range []string{revokedJTIScope, revokedSubjectScope, revokedClientScope} {
+		p := store.Page{Limit: store.MaxPageLimit}
+		for {
+			list, err := d.st.ListJTIs(ctx, scope, now, p)
+			if err != nil {
+				return err
+			}
+			for _, m := range list {
+				switch scope {
+				case revokedJTIScope:
+					err = d.deny.RevokeToken(ctx, m.JTI, m.ExpiresAt)
+				case revokedSubjectScope, revokedClientScope:
+					t, id, ok := decodeCutoff(m.JTI)
+					if !ok {
+						continue
+					}
+					if scope == revokedSubjectScope {
+						err = d.deny.RevokeSubject(ctx, id, t, m.ExpiresAt)
+					} else {
+						err = d.deny.RevokeClient(ctx, id, t, m.ExpiresAt)
+					}
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if len(list) < p.Limit {
+				break
+			}
+			p.After = list[len(list)-1].JTI
+		}
+	}
+	return nil
+}
+
+// run reloads the markers every interval until ctx is done.
+func (d *durableRevoker) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.load(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("reloading revocations from the store failed; the in-memory deny-list stays as it was", "error", err)
+			}
+		}
+	}
+}
