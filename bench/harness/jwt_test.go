@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// TestBenchTokensVerify checks that the generated tokens are distinct RFC
+// 9068 ES256 tokens that verify against the generated JWK Set.
+func TestBenchTokensVerify(t *testing.T) {
+	env := &runEnv{tmp: t.TempDir()}
+	bi, err := env.issuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(env.tmp, "t.txt")
+	if err := bi.writeTokens(path, 50); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 50 {
+		t.Fatalf("%d tokens, want 50", len(lines))
+	}
+	var set jose.JSONWebKeySet
+	jb, err := os.ReadFile(bi.jwksPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(jb, &set); err != nil || len(set.Keys) != 1 || set.Keys[0].Algorithm != "ES256" || set.Keys[0].Use != "sig" {
+		t.Fatalf("JWKS: %v %+v", err, set)
+	}
+	seen := map[string]bool{}
+	for _, tok := range lines {
+		if seen[tok] {
+			t.Fatal("duplicate token")
+		}
+		seen[tok] = true
+		jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := jws.Signatures[0].Header
+		if h.KeyID != bi.kid || h.ExtraHeaders["typ"] != "at+jwt" {
+			t.Fatalf("header: %+v", h)
+		}
+		payload, err := jws.Verify(set.Keys[0].Key)
+		if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		var c claims
+		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != benchIssuerURL || c.Aud != benchAudience || c.Exp <= c.Iat || c.Jti == "" {
+			t.Fatalf("claims %+v: %v", c, err)
+		}
+	}
+	// A second batch continues the sequence: no token repeats across files.
+	if err := bi.writeTokens(path, 5); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	for _, tok := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if seen[tok] {
+			t.Fatal("token repeated across batches")
+		}
+	}
+}
+
+// TestFreshRefusesWraps: a jwt-fresh round whose tokens wrapped is invalid.
+func TestFreshRefusesWraps(t *testing.T) {
+	env := &runEnv{tmp: t.TempDir(), f: &runFlags{rounds: 2, duration: time.Second, warmup: time.Second, threads: 1}}
+	p, err := prepareJWTFresh(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.checkExtra(json.RawMessage(`{"wraps":0}`)); err != nil {
+		t.Errorf("no wraps refused: %v", err)
+	}
+	if err := p.checkExtra(json.RawMessage(`{"wraps":2}`)); err == nil {
+		t.Error("wraps accepted")
+	}
+	if err := p.checkExtra(nil); err == nil {
+		t.Error("missing counter accepted")
+	}
+	files := map[string]bool{}
+	for _, r := range []int{-1, 1, 2} {
+		files[p.scriptArgs("sekisho", r)[0]] = true
+	}
+	if len(files) != 3 {
+		t.Errorf("warm-up and rounds share token files: %v", files)
+	}
+}
+
+func TestAuthServerResponseChecks(t *testing.T) {
+	if err := checkTokenResponse([]byte(`{"access_token":"a.b.c","token_type":"Bearer"}`)); err != nil {
+		t.Error(err)
+	}
+	if err := checkTokenResponse([]byte(`{"error":"invalid_client"}`)); err == nil {
+		t.Error("error response accepted")
+	}
+	if err := checkActive([]byte(`{"active":true}`)); err != nil {
+		t.Error(err)
+	}
+	if err := checkActive([]byte(`{"active":false}`)); err == nil {
+		t.Error("inactive accepted")
+	}
+}
