@@ -54,10 +54,14 @@ func checkTools(serverCPU, loadCPU int) error {
 	if n < 2 {
 		return usagef("need at least 2 CPUs to pin the server and the load generator apart; this process may use %d", n)
 	}
-	if serverCPU == loadCPU || serverCPU < 0 || loadCPU < 0 {
-		return usagef("-server-cpu and -load-cpu must be two different CPUs (got %d and %d)", serverCPU, loadCPU)
+	if serverCPU == loadCPU || serverCPU < -1 || loadCPU < 0 {
+		return usagef("-server-cpu and -load-cpu must be two different CPUs, or -server-cpu -1 for an unpinned server (got %d and %d)", serverCPU, loadCPU)
 	}
-	for _, c := range []int{serverCPU, loadCPU} {
+	pinned := []int{loadCPU}
+	if serverCPU >= 0 {
+		pinned = append(pinned, serverCPU)
+	}
+	for _, c := range pinned {
 		if err := exec.Command("taskset", "-c", strconv.Itoa(c), "true").Run(); err != nil {
 			return usagef("cannot pin to CPU %d with taskset (%v); choose CPUs this process may use", c, err)
 		}

@@ -60,7 +60,7 @@ func parseRunFlags(args []string, out io.Writer) (*runFlags, error) {
 	fs.IntVar(&f.connections, "connections", 64, "wrk connections (1–10000)")
 	fs.IntVar(&f.threads, "threads", 1, "wrk threads (1–64); wrk shares one CPU with the upstream")
 	fs.DurationVar(&f.wrkTimeout, "wrk-timeout", 2*time.Second, "wrk per-request socket timeout (whole seconds)")
-	fs.IntVar(&f.serverCPU, "server-cpu", 0, "CPU the server under test is pinned to")
+	fs.IntVar(&f.serverCPU, "server-cpu", 0, "CPU the server under test is pinned to; -1: not pinned (it may use every CPU and competes with wrk)")
 	fs.IntVar(&f.loadCPU, "load-cpu", 1, "CPU wrk and the sample upstream are pinned to")
 	fs.StringVar(&f.accessLog, "access-log", accessLogFile, "Sekisho access log: file (realistic), devnull, or off")
 	fs.IntVar(&f.bodyBytes, "body-bytes", 100, "sample upstream response body size")
@@ -262,8 +262,12 @@ func cmdRun(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 
-	setup := fmt.Sprintf("%d rounds × %v (ABBA), warm-up %v; wrk -t%d -c%d; server CPU %d, wrk + upstream CPU %d; access log %s, metrics on",
-		f.rounds, f.duration, f.warmup, f.threads, f.connections, f.serverCPU, f.loadCPU, f.accessLog)
+	serverCPU := fmt.Sprintf("server CPU %d", f.serverCPU)
+	if f.serverCPU < 0 {
+		serverCPU = "server unpinned (every CPU)"
+	}
+	setup := fmt.Sprintf("%d rounds × %v (ABBA), warm-up %v; wrk -t%d -c%d; %s, wrk + upstream CPU %d; access log %s, metrics on",
+		f.rounds, f.duration, f.warmup, f.threads, f.connections, serverCPU, f.loadCPU, f.accessLog)
 	for i, p := range activePlans {
 		r := active[i]
 		if f.rounds == 0 {
