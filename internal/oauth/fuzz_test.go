@@ -36,6 +36,27 @@ func FuzzParseJWS(f *testing.F) {
 	})
 }
 
+// FuzzAccessTokenKey: the storage key derived from any presented token is
+// either jti + "." + hash with a jti of the generated shape, or the bare
+// hash (which no stored row has).
+func FuzzAccessTokenKey(f *testing.F) {
+	f.Add("eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiIwMTIzNDU2Nzg5QUJDREVGR0hJSktMTU5PUCJ9.c2ln")
+	f.Add("a.b.c")
+	f.Add("..")
+	f.Add("eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJhLmIifQ.c2ln")
+	f.Fuzz(func(t *testing.T, tok string) {
+		k := accessTokenKeyOf(tok)
+		h := atSignature(tok)
+		if k == h {
+			return
+		}
+		jti, rest, ok := strings.Cut(k, ".")
+		if !ok || rest != h || len(jti) != jtiLen {
+			t.Fatalf("key %q of %q", k, tok)
+		}
+	})
+}
+
 // FuzzVerifyAccessToken checks that arbitrary input never verifies (the
 // fuzzer cannot produce an ES256 signature) and never panics.
 func FuzzVerifyAccessToken(f *testing.F) {
