@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"maps"
 	"net/http"
 	"os"
@@ -91,6 +92,9 @@ func newExtras(cfg *config.Config, n *node, validateOnly bool) (*extras, error) 
 	if e.st, err = openStore(ctx, cfg); err != nil {
 		return fail(err)
 	}
+	if err := registerStoreMetrics(n.reg, e.st); err != nil {
+		return fail(err)
+	}
 	e.apikeys = apiKeyStore{e.st}
 	// Revocations recorded earlier (or by the CLI, or by another node)
 	// apply before the first request is served.
@@ -112,6 +116,30 @@ func newExtras(cfg *config.Config, n *node, validateOnly bool) (*extras, error) 
 		}
 	}
 	return e, nil
+}
+
+// registerStoreMetrics exports the group-commit writer's counters: rows ÷
+// batches is how many durable inserts share one commit (one fsync).
+func registerStoreMetrics(reg prometheus.Registerer, st store.Store) error {
+	gs, ok := st.(store.GroupCommitStatser)
+	if !ok {
+		return nil
+	}
+	for _, c := range []struct {
+		name, help string
+		get        func(store.GroupCommitStats) uint64
+	}{
+		{"sekisho_store_group_commit_batches_total", "Transactions committed by the store's group-commit writer.", func(s store.GroupCommitStats) uint64 { return s.Batches }},
+		{"sekisho_store_group_commit_rows_total", "Rows written by the store's group-commit writer.", func(s store.GroupCommitStats) uint64 { return s.Rows }},
+		{"sekisho_store_group_commit_fallbacks_total", "Batches the group-commit writer retried row by row after an error.", func(s store.GroupCommitStats) uint64 { return s.Fallbacks }},
+	} {
+		get := c.get
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(get(gs.GroupCommitStats())) })); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // openStore opens the configured backend, creating the data directory for
