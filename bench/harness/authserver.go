@@ -179,6 +179,56 @@ func prepareTokenIssue(env *runEnv) (*plan, error) {
 	}, nil
 }
 
+// builtinIssuerName is the issuers entry trusting the built-in
+// authorization server in-process (token-call).
+const builtinIssuerName = "bench-builtin"
+
+// prepareTokenCall: each iteration obtains a client-credentials token and
+// calls a jwt route with it once; the route trusts the built-in issuer
+// in-process. wrk's request count covers both halves; extra.calls counts
+// the protected calls answered 2xx, reported as a rate of its own.
+func prepareTokenCall(env *runEnv) (*plan, error) {
+	as, err := env.authServer()
+	if err != nil {
+		return nil, err
+	}
+	return &plan{
+		routeYAML: jwtRouteYAMLFor("bench-token-call", "/token-call", builtinIssuerName),
+		topYAML:   as.topYAML(),
+		issuerYAML: "  " + builtinIssuerName + ":\n" +
+			"    builtin: true\n" +
+			"    audiences: [" + benchAudience + "]\n",
+		routeName:   "bench-token-call",
+		path:        "/oauth2/token",
+		luaFile:     "token-call.lua",
+		systems:     []string{"sekisho"},
+		perOp:       "token+call pairs",
+		beforeStart: as.ensureClient,
+		scriptArgs: func(system string, _ int) []string {
+			return []string{"/oauth2/token", ccBody, as.client(system).basic(), "/token-call/hello"}
+		},
+		probeFor: func(system string) *probeSpec {
+			return &probeSpec{method: http.MethodPost, body: ccBody, header: map[string]string{
+				"Content-Type": "application/x-www-form-urlencoded", "Authorization": as.client(system).basic()},
+				check: checkTokenResponse, refusedWithout: "Authorization"}
+		},
+		checkExtra: checkTokenCallExtra,
+	}, nil
+}
+
+// checkTokenCallExtra refuses a round in which calls did not keep up with
+// tokens (then the route refused them, or the script lost track).
+func checkTokenCallExtra(extra json.RawMessage) error {
+	var e struct{ Tokens, Calls int64 }
+	if err := json.Unmarshal(extra, &e); err != nil {
+		return fmt.Errorf("token-call extra %s: %w", extra, err)
+	}
+	if e.Tokens == 0 || e.Calls < e.Tokens*9/10 {
+		return fmt.Errorf("token-call: %d tokens but only %d successful calls", e.Tokens, e.Calls)
+	}
+	return nil
+}
+
 func prepareIntrospect(env *runEnv) (*plan, error) {
 	as, err := env.authServer()
 	if err != nil {

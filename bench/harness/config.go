@@ -76,6 +76,17 @@ func (c sekishoConfig) yaml() string {
 			}
 		}
 	}
+	seenIssuer := map[string]bool{}
+	for _, p := range c.plans {
+		if p.issuerYAML == "" || seenIssuer[p.issuerYAML] {
+			continue
+		}
+		if len(seenIssuer) == 0 {
+			b.WriteString("issuers:\n")
+		}
+		seenIssuer[p.issuerYAML] = true
+		b.WriteString(strings.TrimSuffix(p.issuerYAML, "\n") + "\n")
+	}
 	b.WriteString("routes:\n")
 	for _, p := range c.plans {
 		b.WriteString(p.routeYAML)

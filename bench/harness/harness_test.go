@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -306,6 +308,58 @@ func TestWrkFormPostScript(t *testing.T) {
 	if r.Requests == 0 || r.ErrStatus != 0 {
 		bad.Range(func(k, _ any) bool { t.Errorf("bad request: %v", k); return true })
 		t.Fatalf("report: %+v", r)
+	}
+}
+
+// TestWrkTokenCallScript: every issued token is used for exactly one call
+// (never reused, never a call without a token), and extra counts both.
+func TestWrkTokenCallScript(t *testing.T) {
+	var mu sync.Mutex
+	issued, used := map[string]bool{}, map[string]int{}
+	var n int
+	var bad []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/oauth2/token" && r.Header.Get("Authorization") == "Basic abc":
+			n++
+			tok := fmt.Sprintf("tok-%d", n)
+			issued[tok] = true
+			fmt.Fprintf(w, `{"access_token":"%s","token_type":"Bearer","expires_in":600}`, tok)
+		case r.Method == http.MethodGet && r.URL.Path == "/token-call/hello":
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || !issued[tok] || used[tok] > 0 {
+				bad = append(bad, r.Header.Get("Authorization"))
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			used[tok]++
+			_, _ = w.Write([]byte(`{"ok":true}`))
+		default:
+			bad = append(bad, r.Method+" "+r.URL.Path)
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	defer srv.Close()
+	r := runWrk(t, "token-call.lua", srv.URL+"/", 4, "/oauth2/token", "grant_type=client_credentials", "Basic abc", "/token-call/hello")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 || r.ErrStatus != 0 {
+		t.Fatalf("bad requests %v (report %+v)", bad[:min(len(bad), 5)], r)
+	}
+	var e struct{ Tokens, Calls int64 }
+	if err := json.Unmarshal(r.Extra, &e); err != nil {
+		t.Fatalf("extra %s: %v", r.Extra, err)
+	}
+	// Up to one request per connection is in flight when wrk stops: served
+	// but not counted by the script.
+	if e.Calls == 0 || int64(n) < e.Tokens || int64(n) > e.Tokens+4 || int64(len(used)) < e.Calls || int64(len(used)) > e.Calls+4 ||
+		e.Calls > e.Tokens || e.Calls < e.Tokens-4 {
+		t.Fatalf("extra %+v, server issued %d tokens and served %d calls", e, n, len(used))
+	}
+	if err := checkTokenCallExtra(r.Extra); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -84,10 +84,10 @@ func (env *runEnv) issuer() (*benchIssuer, error) {
 	return env.jwt, nil
 }
 
-// topYAML is the issuers section both jwt workloads use (identical, so the
+// issuerYAML is the issuer entry both jwt workloads use (identical, so the
 // config writer emits it once).
-func (bi *benchIssuer) topYAML() string {
-	return "issuers:\n  " + benchIssuerName + ":\n" +
+func (bi *benchIssuer) issuerYAML() string {
+	return "  " + benchIssuerName + ":\n" +
 		"    issuer: " + yamlQuote(benchIssuerURL) + "\n" +
 		"    jwks_file: " + yamlQuote(bi.jwksPath) + "\n" +
 		"    audiences: [" + benchAudience + "]\n" +
@@ -183,10 +183,15 @@ func (bi *benchIssuer) writeTokens(path string, n int) error {
 
 // jwtRouteYAML is a jwt-protected route for the bench issuer.
 func jwtRouteYAML(name, prefix string) string {
+	return jwtRouteYAMLFor(name, prefix, benchIssuerName)
+}
+
+// jwtRouteYAMLFor is a jwt route trusting one issuer.
+func jwtRouteYAMLFor(name, prefix, issuer string) string {
 	return "  - name: " + name + "\n" +
 		"    match: {path: " + prefix + ", path_type: prefix}\n" +
 		"    upstream: bench\n" +
-		"    auth: {jwt: {issuers: [" + benchIssuerName + "]}}\n"
+		"    auth: {jwt: {issuers: [" + issuer + "]}}\n"
 }
 
 // firstLine returns the first line of a token file (for the probe).
@@ -224,7 +229,7 @@ func prepareJWTReuse(env *runEnv) (*plan, error) {
 	threads := strconv.Itoa(env.threads())
 	return &plan{
 		routeYAML:  jwtRouteYAML("bench-jwt-reuse", "/jwt-reuse"),
-		topYAML:    bi.topYAML(),
+		issuerYAML: bi.issuerYAML(),
 		routeName:  "bench-jwt-reuse",
 		path:       "/jwt-reuse/hello",
 		luaFile:    "tokens.lua",
@@ -286,11 +291,11 @@ func prepareJWTFresh(env *runEnv) (*plan, error) {
 	}
 	threads := strconv.Itoa(env.threads())
 	return &plan{
-		routeYAML: jwtRouteYAML("bench-jwt-fresh", "/jwt-fresh"),
-		topYAML:   bi.topYAML(),
-		routeName: "bench-jwt-fresh",
-		path:      "/jwt-fresh/hello",
-		luaFile:   "tokens.lua",
+		routeYAML:  jwtRouteYAML("bench-jwt-fresh", "/jwt-fresh"),
+		issuerYAML: bi.issuerYAML(),
+		routeName:  "bench-jwt-fresh",
+		path:       "/jwt-fresh/hello",
+		luaFile:    "tokens.lua",
 		scriptArgs: func(_ string, round int) []string {
 			f, ok := files[round]
 			if !ok { // profiling run (round 0): any unused-by-this-process file

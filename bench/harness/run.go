@@ -207,6 +207,7 @@ func cmdRun(ctx context.Context, args []string, out, errOut io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("workload %s: %w", w.name, err)
 		}
+		r.OpsLabel = p.perOp
 		plans = append(plans, p)
 		active = append(active, r)
 	}

@@ -36,9 +36,15 @@ type plan struct {
 	// for the "routes:" section. Route names must start with "bench-"; the
 	// upstream is always "bench".
 	routeYAML string
-	// topYAML is optional extra top-level config (issuers, introspection,
+	// topYAML is optional extra top-level config (introspection,
 	// authorization_server) the route(s) need.
 	topYAML string
+	// issuerYAML is optional entries of the issuers section (indented by two
+	// spaces); the config writer merges every plan's into one section.
+	issuerYAML string
+	// perOp, when set, names what the Lua script counts in its extra
+	// "calls" (e.g. token+call pairs) so the report adds that rate.
+	perOp string
 	// routeName is the route whose request counter the harness checks.
 	routeName string
 	path      string // request path; wrk's URL is system base URL + path
@@ -157,6 +163,12 @@ func workloads() []*workload {
 			summary: "client-credentials POSTs to /oauth2/token (bench/wrk/form-post.lua), Sekisho only",
 			prepare: prepareTokenIssue,
 			target:  target{minRPS: 6000, maxP99: 20 * time.Millisecond, source: "issue 4 Benchmarks"},
+		},
+		{
+			name:    "token-call",
+			summary: "get a token, call a protected route with it: token POST + GET of a jwt route trusting the built-in issuer, every token used once (bench/wrk/token-call.lua), Sekisho only",
+			prepare: prepareTokenCall,
+			target:  target{source: "issue 4 Benchmarks"},
 		},
 		{
 			name:    "introspect",
