@@ -131,6 +131,7 @@ func registerStoreMetrics(reg prometheus.Registerer, st store.Store) error {
 	}{
 		{"sekisho_store_group_commit_batches_total", "Transactions committed by the store's group-commit writer.", func(s store.GroupCommitStats) uint64 { return s.Batches }},
 		{"sekisho_store_group_commit_rows_total", "Rows written by the store's group-commit writer.", func(s store.GroupCommitStats) uint64 { return s.Rows }},
+		{"sekisho_store_group_commit_waits_total", "Batches for which the group-commit writer waited briefly for more rows (only under concurrent load).", func(s store.GroupCommitStats) uint64 { return s.Waits }},
 		{"sekisho_store_group_commit_fallbacks_total", "Batches the group-commit writer retried row by row after an error.", func(s store.GroupCommitStats) uint64 { return s.Fallbacks }},
 	} {
 		get := c.get

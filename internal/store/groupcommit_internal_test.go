@@ -15,7 +15,8 @@ type fakeBackend struct {
 	mu          sync.Mutex
 	committed   []string // first args of rows committed
 	pending     []string
-	failCommits int // how many commits fail before succeeding
+	failCommits int           // how many commits fail before succeeding
+	gate        chan struct{} // exec of "slow" blocks until it is closed
 	txs         int
 	singles     int
 }
@@ -47,9 +48,12 @@ type fakeExec struct {
 }
 
 func (e fakeExec) exec(_ context.Context, _ qid, args ...any) (int64, error) {
+	v := args[0].(string)
+	if v == "slow" {
+		<-e.f.gate
+	}
 	e.f.mu.Lock()
 	defer e.f.mu.Unlock()
-	v := args[0].(string)
 	switch v {
 	case "bad":
 		return 0, errDisk
@@ -216,9 +220,64 @@ func TestGroupCommitCloseDrainsAndRejects(t *testing.T) {
 }
 
 func TestGroupCommitOptionBounds(t *testing.T) {
-	for _, o := range []GroupCommitOptions{{MaxBatch: -1}, {MaxBatch: maxMaxBatch + 1}, {MaxWait: time.Second}} {
+	for _, o := range []GroupCommitOptions{{MaxBatch: -1}, {MaxBatch: maxMaxBatch + 1}, {MaxWait: time.Second}, {MaxWait: maxMaxWait + 1}} {
 		if _, err := newGroupCommitter(&fakeBackend{}, o); err == nil {
 			t.Fatalf("options %+v accepted", o)
 		}
+	}
+}
+
+// TestGroupCommitWaitsOnlyUnderLoad: a lone request on an idle writer is
+// committed without waiting for company; once a batch held several rows the
+// writer waits (up to MaxWait) before the next commit, and stops waiting
+// when lone requests return.
+func TestGroupCommitWaitsOnlyUnderLoad(t *testing.T) {
+	f := &fakeBackend{gate: make(chan struct{})}
+	g, err := newGroupCommitter(f, GroupCommitOptions{MaxWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	ctx := context.Background()
+	do := func(v string) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- g.do(ctx, 0, []any{v}) }()
+		return ch
+	}
+	waitQueued := func(n int) {
+		for len(g.ch) < n {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The first request blocks the writer in its statement while two more
+	// queue up; they then form one batch of two.
+	slow := do("slow")
+	for g.stats.rows.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	a, b := do("a"), do("b")
+	waitQueued(2)
+	close(f.gate)
+	for _, ch := range []chan error{slow, a, b} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := g.snapshot(); st.Batches != 2 || st.Rows != 3 || st.Waits != 0 {
+		t.Fatalf("after a lone request and a batch of two: %+v (a lone first request must not wait)", st)
+	}
+	// The batch had company: the next commit waits once.
+	if err := <-do("c"); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.snapshot(); st.Waits != 1 {
+		t.Fatalf("after a batch of two, the next batch did not wait: %+v", st)
+	}
+	// c was alone: the next lone request does not wait.
+	if err := <-do("d"); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.snapshot(); st.Waits != 1 || st.Batches != 4 {
+		t.Fatalf("a lone request after a lone batch waited: %+v", st)
 	}
 }
