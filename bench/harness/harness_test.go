@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -370,5 +373,29 @@ func TestParseProcIO(t *testing.T) {
 	}
 	if _, err := parseProcIO("rchar: 1\n"); err == nil {
 		t.Fatal("missing syscr/syscw accepted")
+	}
+}
+
+func TestCryptoBound(t *testing.T) {
+	b := newCryptoBound(70, []systemSummary{{System: "floor", ServerCPUus: 64}, {System: "sekisho", ServerCPUus: 190}})
+	if b == nil || math.Abs(b.Bound-64.0/134.0) > 1e-9 || b.BeyondUS != 56 {
+		t.Fatalf("bound %+v", b)
+	}
+	if newCryptoBound(70, []systemSummary{{System: "sekisho", ServerCPUus: 190}}) != nil {
+		t.Fatal("bound without a floor")
+	}
+	var out bytes.Buffer
+	if err := cmdVerifyCost([]string{"-n", "20"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		US float64 `json:"cpu_us_per_verify"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.US <= 0 {
+		t.Fatalf("verifycost printed %q (%v)", out.String(), err)
+	}
+	var ue usageError
+	if err := cmdVerifyCost([]string{"-n", "0"}, io.Discard); !errors.As(err, &ue) {
+		t.Fatalf("-n 0: %v, want a usage error", err)
 	}
 }

@@ -44,6 +44,8 @@ func run(args []string, out, errOut io.Writer) int {
 		err = cmdUpstream(ctx, args[1:], out)
 	case len(args) > 0 && args[0] == "floor":
 		err = cmdFloor(ctx, args[1:], out)
+	case len(args) > 0 && args[0] == "verifycost":
+		err = cmdVerifyCost(args[1:], out)
 	case len(args) > 0 && args[0] == "run":
 		err = cmdRun(ctx, args[1:], out, errOut)
 	default:

@@ -102,7 +102,10 @@ type workloadResult struct {
 	// OpsLabel names what the script's extra "calls" counts (e.g. token+call
 	// pairs); each system's OpsPerSec is then that count's rate.
 	OpsLabel string `json:"ops_label,omitempty"`
-	target   target
+	// CryptoBound is set for workloads whose every request pays one ES256
+	// verification (jwt-fresh).
+	CryptoBound *cryptoBound `json:"crypto_bound,omitempty"`
+	target      target
 }
 
 // median of xs (0 for none).
@@ -342,6 +345,11 @@ func printWorkload(w io.Writer, res *workloadResult, setup string) {
 			fmt.Fprintf(w, "   %s: %.1f allocs/req, %s allocated/req, %.3f access-log lines/req, %.3f metric-counted 2xx/req\n",
 				s.System, s.AllocsPerReq, fmtBytes(s.BytesPerReq), s.LogLinesShare, s.CountedShare)
 		}
+	}
+	if b := res.CryptoBound; b != nil {
+		fmt.Fprintf(w, "   crypto bound: a raw ES256 verify costs %.1f µs CPU on the server CPU (measured in this run), the floor %.1f µs/req;\n"+
+			"     a proxy costing the floor plus one verify per request would reach %.2f× the floor. Sekisho costs %.1f µs/req: %+.1f µs beyond floor + verify\n",
+			b.VerifyCPUus, b.FloorCPUus, b.Bound, b.SekishoCPU, b.BeyondUS)
 	}
 	fmt.Fprintf(w, "   target: %s → %s\n", res.Target, res.Verdict)
 	if res.VerdictBasis != "" {

@@ -284,6 +284,13 @@ func cmdRun(ctx context.Context, args []string, out, errOut io.Writer) error {
 			continue
 		}
 		summarize(r, env.systemNames(), f.connections, f.minUtil, f.maxLoad)
+		if p.cryptoBound {
+			if us, err := measureVerifyCost(ctx, self, f.serverCPU); err != nil {
+				r.Warnings = append(r.Warnings, "crypto bound not measured: "+err.Error())
+			} else {
+				r.CryptoBound = newCryptoBound(us, r.Systems)
+			}
+		}
 	}
 	res.Machine.LoadAvgEnd = loadAvg()
 	fmt.Fprintf(out, "\nSekisho benchmark — %s\n", res.Command)
