@@ -85,7 +85,10 @@ func OpenSQLite(path string, o SQLiteOptions) (Store, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := checkSQLitePragmas(ctx, wdb, sync); err != nil {
+	// Several processes opening a new file at once race to switch it to WAL;
+	// SQLite answers some of those lock attempts SQLITE_BUSY without waiting
+	// on busy_timeout, so the first contact is retried for that long.
+	if err := retryBusy(ctx, o.BusyTimeout, func() error { return checkSQLitePragmas(ctx, wdb, sync) }); err != nil {
 		return fail(fmt.Errorf("store: sqlite %q: %w", path, err))
 	}
 
@@ -119,6 +122,30 @@ func OpenSQLite(path string, o SQLiteOptions) (Store, error) {
 		return fail(err)
 	}
 	return s, nil
+}
+
+// retryBusy runs fn until it returns something other than SQLITE_BUSY, for
+// at most timeout.
+func retryBusy(ctx context.Context, timeout time.Duration, fn func() error) error {
+	deadline := time.Now().Add(timeout)
+	delay := time.Millisecond
+	for {
+		err := fn()
+		if !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // createPrivateFile makes sure the database file exists with mode 0600 (it
