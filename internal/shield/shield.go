@@ -182,9 +182,11 @@ func (ln *listener) Accept() (net.Conn, error) {
 		if wc := ln.l.admit(c); wc != nil {
 			return wc, nil
 		}
+		// Counted before the reset, so that whoever sees the reset also
+		// finds it counted.
+		ln.l.m.rejectedConn(ReasonPerIP)
 		rejectConn(c)
 		ln.l.releaseSlot()
-		ln.l.m.rejectedConn(ReasonPerIP)
 	}
 }
 
