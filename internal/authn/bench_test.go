@@ -54,8 +54,10 @@ func BenchmarkCacheHit(b *testing.B) {
 		b.Fatal("token length")
 	}
 	ctx := context.Background()
-	if _, err := route.Verify(ctx, tok); err != nil {
-		b.Fatal(err)
+	for range 2 { // the second verification admits the token to the cache
+		if _, err := route.Verify(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.Run("Verify", func(b *testing.B) {
 		cpuLoop(b, func() error { _, err := route.Verify(ctx, tok); return err })
@@ -87,7 +89,8 @@ func BenchmarkCacheHit(b *testing.B) {
 }
 
 // BenchmarkCacheMiss: every request carries a token the cache has not seen
-// (a 64-entry cache cycled by 4096 tokens): verify + insert + eviction.
+// (a 64-entry cache cycled by 4096 tokens): verify, then the doorkeeper
+// admits it (every token is seen again 4096 requests later) with eviction.
 func BenchmarkCacheMiss(b *testing.B) {
 	cache, _ := NewTokenCache(TokenCacheOptions{MaxEntries: 64})
 	route := benchRoute(b, cache)

@@ -37,7 +37,14 @@ const (
 //   - expiry is checked against the monotonic clock (one clock read per
 //     hit) unless a test clock is injected;
 //   - 64 shards with a RWMutex each; when a shard is full, the entry closest
-//     to expiry among a few sampled ones is evicted (O(1)).
+//     to expiry among a few sampled ones is evicted (O(1));
+//   - admission on the second verification: a small direct-mapped
+//     doorkeeper per shard remembers the keys of recent first
+//     verifications, and only a key seen there enters the cache. A client
+//     that reuses its token pays one extra verification per token lifetime;
+//     a stream of one-off tokens no longer fills the cache with entries that
+//     are never hit, whose churn and GC marking cost 40 µs per request and
+//     doubled p99 in the jwt-fresh benchmark (docs/decisions/0002).
 //
 // Entries expire at the token's exp (never later), are invalidated when the
 // issuer's key set changes (a removed key stops vouching for cached tokens),
@@ -56,8 +63,15 @@ type TokenCache struct {
 type cacheShard struct {
 	mu sync.RWMutex
 	m  map[uint64]*cacheEntry
-	_  [32]byte // keep hot shards on separate cache lines
+	// seen is the doorkeeper: keys of tokens verified once, direct-mapped.
+	seen [doorSlots]uint64
+	_    [32]byte // keep hot shards on separate cache lines
 }
+
+// doorSlots per shard (64 × 512 keys, 256 KiB in all): a token must be
+// verified again before about this many other first verifications hit its
+// slot to be admitted.
+const doorSlots = 512
 
 // cacheEntry is immutable once stored.
 type cacheEntry struct {
@@ -110,11 +124,34 @@ func (c *TokenCache) get(k uint64, token string) *cacheEntry {
 	return e
 }
 
+// admit stores e under k if k's token was verified before (the
+// doorkeeper saw it) or is already cached; otherwise it only records k and
+// reports false.
+func (c *TokenCache) admit(k uint64, e *cacheEntry) bool {
+	s := &c.shards[k&(cacheShards-1)]
+	slot := &s.seen[(k/cacheShards)&(doorSlots-1)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, cached := s.m[k]; !cached {
+		if *slot != k {
+			*slot = k
+			return false
+		}
+		*slot = 0
+	}
+	c.putLocked(s, k, e)
+	return true
+}
+
 // put stores e under k, evicting if the shard is full.
 func (c *TokenCache) put(k uint64, e *cacheEntry) {
 	s := &c.shards[k&(cacheShards-1)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c.putLocked(s, k, e)
+}
+
+func (c *TokenCache) putLocked(s *cacheShard, k uint64, e *cacheEntry) {
 	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
 		// Go map iteration starts at a random position: sample a few
 		// entries and evict the one that expires first.

@@ -12,6 +12,7 @@ func TestRevokedJTIRefusedOnCacheHit(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	tok := e.tok("ES256", "k1", nil, map[string]any{"jti": "revoke-me"})
 	e.mustAccept(tok)
+	e.mustAccept(tok) // second verification: admitted to the cache
 	e.mustAccept(tok)
 	if metricValue(t, e.metrics.cacheHit) != 1 {
 		t.Fatal("second verification was not a cache hit")
@@ -32,7 +33,7 @@ func TestRevokedSubjectAndClientOnCacheHit(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	ctx := context.Background()
 	tok := e.good()
-	e.mustAccept(tok)
+	e.mustCache(tok)
 	e.clock.Advance(time.Second)
 	if err := e.deny.RevokeSubject(ctx, "alice", e.clock.Now(), e.clock.Now().Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func TestRevokedSubjectAndClientOnCacheHit(t *testing.T) {
 	e.mustAccept(e.good())
 
 	tok = e.tok("ES256", "k1", nil, map[string]any{"sub": "bob", "client_id": "batch"})
-	e.mustAccept(tok)
+	e.mustCache(tok)
 	e.clock.Advance(time.Second)
 	if err := e.deny.RevokeClient(ctx, "batch", e.clock.Now(), e.clock.Now().Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestRevokedSubjectAndClientOnCacheHit(t *testing.T) {
 func TestCacheEntryExpiresAtExp(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	tok := e.tok("ES256", "k1", nil, map[string]any{"exp": e.clock.Now().Unix() + 60})
-	e.mustAccept(tok)
+	e.mustCache(tok)
 	e.mustAccept(tok)
 	hits, misses := metricValue(t, e.metrics.cacheHit), metricValue(t, e.metrics.cacheMiss)
 	if hits != 1 {
@@ -183,8 +184,10 @@ func TestCacheMonotonicExpiry(t *testing.T) {
 	e.clock.mu.Unlock()
 	tok := e.tok("ES256", "k1", nil, map[string]any{"exp": now + 3600})
 	ctx := context.Background()
-	if _, err := route.Verify(ctx, tok); err != nil {
-		t.Fatal(err)
+	for range 2 { // the second verification is admitted to the cache
+		if _, err := route.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
 	}
 	k := e.cache.key(tok, route.routeKey)
 	ent := e.cache.get(k, tok)
@@ -203,5 +206,45 @@ func TestCacheMonotonicExpiry(t *testing.T) {
 	}
 	if metricValue(t, e.metrics.cacheMiss) != misses+1 {
 		t.Fatal("entry past its monotonic deadline served from the cache")
+	}
+}
+
+// mustCache verifies tok twice: the first verification only passes the
+// doorkeeper, the second puts it in the cache.
+func (e *env) mustCache(tok string) {
+	e.t.Helper()
+	e.mustAccept(tok)
+	e.mustAccept(tok)
+	if e.cache.get(e.cache.key(tok, e.auth.routeKey), tok) == nil {
+		e.t.Fatal("token not cached after its second verification")
+	}
+}
+
+// TestCacheAdmitsOnSecondVerification: a token verified once is not cached
+// (one-off tokens must not churn the cache), the second verification admits
+// it, and from the third on it is a hit with no parse.
+func TestCacheAdmitsOnSecondVerification(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	for i := range 200 {
+		e.mustAccept(e.tok("ES256", "k1", nil, map[string]any{"jti": fmt.Sprintf("once-%d", i)}))
+	}
+	if n := e.cache.Len(); n != 0 {
+		t.Fatalf("%d one-off tokens cached", n)
+	}
+	tok := e.good()
+	parses := e.auth.parses.Load()
+	e.mustAccept(tok)
+	if e.cache.Len() != 0 {
+		t.Fatal("cached after one verification")
+	}
+	e.mustAccept(tok)
+	if e.cache.Len() != 1 || e.auth.parses.Load() != parses+2 {
+		t.Fatalf("after two verifications: %d cached, %d parses", e.cache.Len(), e.auth.parses.Load()-parses)
+	}
+	for range 3 {
+		e.mustAccept(tok)
+	}
+	if e.auth.parses.Load() != parses+2 || metricValue(t, e.metrics.cacheHit) != 3 {
+		t.Fatalf("later verifications parsed (%d parses, %v hits)", e.auth.parses.Load()-parses, metricValue(t, e.metrics.cacheHit))
 	}
 }

@@ -29,8 +29,8 @@ func TestKeyRotation(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	k := fixtureKeys()
 	old := e.good()
-	e.mustAccept(old)
-	e.mustAccept(old) // cached
+	e.mustCache(old)
+	e.mustAccept(old) // a cache hit
 	if hits := metricValue(t, e.metrics.cacheHit); hits != 1 {
 		t.Fatalf("cache hits = %v", hits)
 	}

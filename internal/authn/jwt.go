@@ -240,7 +240,7 @@ func (a *JWTAuthenticator) Verify(ctx context.Context, token string) (*Identity,
 	}
 	is.metrics.verification(is.name, "ok")
 	if now := a.now(); a.cache != nil && v.expires.After(now) {
-		a.cache.put(ck, &cacheEntry{
+		a.cache.admit(ck, &cacheEntry{
 			token:    token,
 			issuer:   is,
 			gen:      v.gen,
