@@ -159,11 +159,6 @@ func prepareTokenIssue(env *runEnv) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	formProbe := func(system string) *probeSpec {
-		return &probeSpec{method: http.MethodPost, body: ccBody, header: map[string]string{
-			"Content-Type": "application/x-www-form-urlencoded", "Authorization": as.client(system).basic()},
-			check: checkTokenResponse, refusedWithout: "Authorization"}
-	}
 	return &plan{
 		routeYAML:   asRouteYAML("bench-token-issue", "/bench-token-issue"),
 		topYAML:     as.topYAML(),
@@ -175,8 +170,16 @@ func prepareTokenIssue(env *runEnv) (*plan, error) {
 		scriptArgs: func(system string, _ int) []string {
 			return []string{ccBody, as.client(system).basic()}
 		},
-		probeFor: formProbe,
+		probeFor: as.tokenProbe,
 	}, nil
+}
+
+// tokenProbe checks that system's token endpoint issues the bench client a
+// Bearer JWT, and refuses the request without client authentication.
+func (as *benchAS) tokenProbe(system string) *probeSpec {
+	return &probeSpec{method: http.MethodPost, body: ccBody, header: map[string]string{
+		"Content-Type": "application/x-www-form-urlencoded", "Authorization": as.client(system).basic()},
+		check: checkTokenResponse, refusedWithout: "Authorization"}
 }
 
 // builtinIssuerName is the issuers entry trusting the built-in
@@ -207,11 +210,7 @@ func prepareTokenCall(env *runEnv) (*plan, error) {
 		scriptArgs: func(system string, _ int) []string {
 			return []string{"/oauth2/token", ccBody, as.client(system).basic(), "/token-call/hello"}
 		},
-		probeFor: func(system string) *probeSpec {
-			return &probeSpec{method: http.MethodPost, body: ccBody, header: map[string]string{
-				"Content-Type": "application/x-www-form-urlencoded", "Authorization": as.client(system).basic()},
-				check: checkTokenResponse, refusedWithout: "Authorization"}
-		},
+		probeFor:   as.tokenProbe,
 		checkExtra: checkTokenCallExtra,
 	}, nil
 }
