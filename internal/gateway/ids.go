@@ -1,36 +1,19 @@
 package gateway
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
+
+	"github.com/sekisho/sekisho/internal/reqid"
 )
 
-const maxRequestIDLen = 64
-
 // requestID returns the client's X-Request-Id when it is well formed
-// (1-64 of A-Z a-z 0-9 . _ - :), else a fresh random one, so IDs are safe to
-// echo, log and forward.
+// (reqid.Valid), else a fresh random one, so IDs are safe to echo, log and
+// forward.
 func requestID(h http.Header) string {
-	if v := h.Get("X-Request-Id"); v != "" && validRequestID(v) {
+	if v := h.Get("X-Request-Id"); v != "" && reqid.Valid(v) {
 		return v
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand contract since Go 1.24)
-	return hex.EncodeToString(b[:])
-}
-
-func validRequestID(v string) bool {
-	if len(v) == 0 || len(v) > maxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
+	return reqid.New()
 }
 
 // validTraceparent checks W3C Trace Context version 00 syntax:

@@ -1,15 +1,15 @@
 package shield
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/reqid"
 )
 
 // FramingOptions configures the HTTP/1.x framing guard of GuardListener and
@@ -92,13 +92,6 @@ func renderError(w func(int, string, string) []byte, status int, detail, id stri
 		}
 	}
 	return []byte("HTTP/1.1 " + itoa3(status) + " " + http.StatusText(status) + "\r\nX-Request-Id: " + id + "\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-}
-
-// newRequestID is a random 128-bit hex ID, the same shape the gateway uses.
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func itoa3(n int) string {
@@ -426,7 +419,7 @@ func (g *guardConn) readErr(err error) error {
 // what the client still sends, and returns the sticky read error. scratch
 // may be used as the drain buffer.
 func (g *guardConn) reject(r reason, scratch []byte) error {
-	id := newRequestID()
+	id := reqid.New()
 	// Report before answering, so that whoever reads the refusal also
 	// finds it counted and logged.
 	if g.cfg.onReject != nil {

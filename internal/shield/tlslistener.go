@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/reqid"
 )
 
 const (
@@ -166,7 +168,7 @@ func (l *tlsListener) handshake(c net.Conn) {
 		l.failures.Add(1)
 		var rhe tls.RecordHeaderError
 		if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
-			if _, err := rhe.Conn.Write(renderError(l.render, 400, plainHTTPDetail, newRequestID())); err == nil {
+			if _, err := rhe.Conn.Write(renderError(l.render, 400, plainHTTPDetail, reqid.New())); err == nil {
 				lingerClose(rhe.Conn, nil)
 			}
 		}
