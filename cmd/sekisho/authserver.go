@@ -93,6 +93,7 @@ func newAuthServer(ctx context.Context, cfg *config.Config, e *extras) (*authSer
 		MasterKey:        master,
 		AccessTokenTTL:   ac.AccessTokenTTL.D(),
 		RefreshTokenTTL:  ac.RefreshTokenTTL.D(),
+		CodeTTL:          ac.CodeTTL.D(),
 		LogoutConfirmURL: uiBase + "/logout",
 		Logger:           e.n.log,
 		Registerer:       e.n.reg,

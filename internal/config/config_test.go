@@ -78,6 +78,7 @@ func TestErrors(t *testing.T) {
 		{"unknown issuer", "    strip_prefix: true\n    auth: public=>    strip_prefix: true\n    auth:\n      jwt: {issuers: [corp]}", []string{"routes[1].auth.jwt.issuers[0]: unknown issuer \"corp\""}},
 		{"no listeners", "  listeners:\n    - name: public\n      address: 127.0.0.1:8080\n=>  listeners: []\n", []string{"server.listeners: at least one listener is required"}},
 		{"version", "version: 1=>version: 2", []string{"s.yaml:1: version: must be 1 (got 2)"}},
+		{"code ttl", "version: 1\n=>version: 1\nauthorization_server: {enabled: true, issuer: \"http://127.0.0.1:8080\", master_key: \"" + strings.Repeat("ab", 32) + "\", code_ttl: 2s}\n", []string{"s.yaml:2: authorization_server.code_ttl:", "5s", "1m0s"}},
 		{"admin exposed", "version: 1\n=>version: 1\nadmin: {address: 0.0.0.0:9090}\n", []string{"admin.address: \"0.0.0.0:9090\" is not a loopback address; a non-loopback admin listener requires admin.token"}},
 	}
 	for _, tc := range cases {

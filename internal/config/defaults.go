@@ -169,6 +169,7 @@ func applyDefaults(c *Config) {
 	if as := c.AuthServer; as != nil {
 		setDur(&as.AccessTokenTTL, 10*time.Minute)
 		setDur(&as.RefreshTokenTTL, 30*24*time.Hour)
+		setDur(&as.CodeTTL, 60*time.Second)
 		setDur(&as.RotateEvery, 30*24*time.Hour)
 		if as.SigningAlg == "" {
 			as.SigningAlg = "ES256"

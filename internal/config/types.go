@@ -256,6 +256,7 @@ type AuthServer struct {
 	MasterKey       string   `yaml:"master_key"`        // 32+ bytes, base64 or hex; from ${ENV}
 	AccessTokenTTL  Duration `yaml:"access_token_ttl"`  // default 10m
 	RefreshTokenTTL Duration `yaml:"refresh_token_ttl"` // default 720h
+	CodeTTL         Duration `yaml:"code_ttl"`          // default 60s (5s–60s)
 	SigningAlg      string   `yaml:"signing_algorithm"` // ES256 (default) | EdDSA | RS256
 	RotateEvery     Duration `yaml:"key_rotation"`      // default 720h
 }

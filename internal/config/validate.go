@@ -612,6 +612,7 @@ func (v *validator) authServer(c *Config) {
 	}
 	v.duration(p+".access_token_ttl", as.AccessTokenTTL, 30*time.Second, 24*time.Hour)
 	v.duration(p+".refresh_token_ttl", as.RefreshTokenTTL, time.Minute, 365*24*time.Hour)
+	v.duration(p+".code_ttl", as.CodeTTL, 5*time.Second, 60*time.Second)
 	v.duration(p+".key_rotation", as.RotateEvery, time.Hour, 365*24*time.Hour)
 	if !slices.Contains([]string{"ES256", "EdDSA", "RS256"}, as.SigningAlg) {
 		v.errf(p+".signing_algorithm", "%q is not allowed (allowed: ES256, EdDSA, RS256)", as.SigningAlg)

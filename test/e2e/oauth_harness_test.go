@@ -60,6 +60,7 @@ authorization_server:
   enabled: true
   issuer: "@ISSUER@"
   master_key: "@MASTER@"
+@CODETTL@
 issuers:
   sekisho:
     builtin: true
@@ -94,6 +95,8 @@ type asOptions struct {
 	// adminToken puts the admin listener on a fixed port with admin.token,
 	// so the CLI can notify the running server of revocations.
 	adminToken bool
+	// codeTTL sets authorization_server.code_ttl (e.g. "5s"); "" = default.
+	codeTTL string
 }
 
 // newASEnv writes the config (issuer = a free loopback port, fresh master
@@ -113,8 +116,12 @@ func newASEnv(t *testing.T, o asOptions) *asEnv {
 		tokenLine = "  token: \"" + asAdminToken + "\""
 	}
 	master := base64.StdEncoding.EncodeToString(randBytes(t, 32))
+	codeTTLLine := ""
+	if o.codeTTL != "" {
+		codeTTLLine = "  code_ttl: " + o.codeTTL
+	}
 	cfg := configText(asConfig, e.dir, "ADDR", addr, "ADMIN", e.adminAddr, "ADMINTOKEN", tokenLine,
-		"ISSUER", e.issuer, "MASTER", master, "UPSTREAM", e.up.URL)
+		"ISSUER", e.issuer, "MASTER", master, "UPSTREAM", e.up.URL, "CODETTL", codeTTLLine)
 	writeFileAtomic(t, e.cfgPath, []byte(cfg))
 	return e
 }
