@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/telemetry"
 )
 
 // Decision reasons. Each is a metric label value; keep the list closed.
@@ -112,10 +113,10 @@ func Compile(o Options) (*Policy, error) {
 		p.program = prg
 	}
 	if o.Registerer != nil {
-		c, err := registerCounterVec(o.Registerer, prometheus.CounterOpts{
+		c, err := telemetry.RegisterOrReuse(o.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sekisho_authz_denials_total",
 			Help: "Requests refused by route authorization, by reason.",
-		}, []string{"reason"})
+		}, []string{"reason"}))
 		if err != nil {
 			return nil, err
 		}
@@ -309,20 +310,4 @@ func isMethodToken(m string) bool {
 		}
 	}
 	return true
-}
-
-// registerCounterVec registers c, or returns the collector already
-// registered under the same descriptor (several routes share one registry).
-func registerCounterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels []string) (*prometheus.CounterVec, error) {
-	c := prometheus.NewCounterVec(opts, labels)
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, fmt.Errorf("register %s: %w", opts.Name, err)
-	}
-	return c, nil
 }

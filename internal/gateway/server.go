@@ -15,6 +15,7 @@ import (
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/problem"
 	"github.com/sekisho/sekisho/internal/shield"
+	"github.com/sekisho/sekisho/internal/telemetry"
 	"github.com/sekisho/sekisho/internal/tlsconf"
 )
 
@@ -160,12 +161,9 @@ func framingRejects(reg prometheus.Registerer, log *slog.Logger) func(string, st
 		Name: "sekisho_framing_rejections_total",
 		Help: "Connections refused by the HTTP/1 framing guard before parsing, by reason.",
 	}, []string{"reason"})
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			c = are.ExistingCollector.(*prometheus.CounterVec)
-		}
-	}
+	// A registration conflict leaves c unregistered but counting: the guard
+	// must never fail for want of a metric.
+	c, _ = telemetry.RegisterOrReuse(reg, c)
 	for _, r := range shield.FramingRejectReasons() {
 		c.WithLabelValues(r)
 	}

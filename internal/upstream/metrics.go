@@ -1,11 +1,11 @@
 package upstream
 
 import (
-	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sekisho/sekisho/internal/telemetry"
 )
 
 // Metrics (all labels are the upstream name and, for per-target series, the
@@ -42,16 +42,16 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 	var health *healthCollector
 	if reg != nil {
 		var err error
-		if errVec, err = registerOrReuse(reg, errVec); err != nil {
+		if errVec, err = telemetry.RegisterOrReuse(reg, errVec); err != nil {
 			return nil, err
 		}
-		if retries, err = registerOrReuse(reg, retries); err != nil {
+		if retries, err = telemetry.RegisterOrReuse(reg, retries); err != nil {
 			return nil, err
 		}
-		if ejections, err = registerOrReuse(reg, ejections); err != nil {
+		if ejections, err = telemetry.RegisterOrReuse(reg, ejections); err != nil {
 			return nil, err
 		}
-		if health, err = registerOrReuse(reg, newHealthCollector()); err != nil {
+		if health, err = telemetry.RegisterOrReuse(reg, newHealthCollector()); err != nil {
 			return nil, err
 		}
 	}
@@ -64,23 +64,6 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 		m.errors[k] = errVec.WithLabelValues(name, k.String())
 	}
 	return m, nil
-}
-
-// registerOrReuse registers c, or returns the collector of the same type that
-// an earlier pool (another upstream, or the previous config generation)
-// already registered on reg.
-func registerOrReuse[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("registering metrics: %w", err)
 }
 
 func (m *metrics) attach(p *Pool) {

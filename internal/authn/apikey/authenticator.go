@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/sekisho/sekisho/internal/ttlcache"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/telemetry"
+	"github.com/sekisho/sekisho/internal/ttlcache"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -146,16 +148,16 @@ func NewAuthenticator(s Store, o Options) (*Authenticator, error) {
 	}
 	if o.Registerer != nil {
 		var err error
-		if a.refusals, err = registerCounterVec(o.Registerer, prometheus.CounterOpts{
+		if a.refusals, err = telemetry.RegisterOrReuse(o.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sekisho_apikey_refusals_total",
 			Help: "API key credentials refused, by reason.",
-		}, []string{"reason"}); err != nil {
+		}, []string{"reason"})); err != nil {
 			return nil, err
 		}
-		if a.lookups, err = registerCounterVec(o.Registerer, prometheus.CounterOpts{
+		if a.lookups, err = telemetry.RegisterOrReuse(o.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sekisho_apikey_store_lookups_total",
 			Help: "API key store lookups (cache misses), by result.",
-		}, []string{"result"}); err != nil {
+		}, []string{"result"})); err != nil {
 			return nil, err
 		}
 	}
@@ -368,18 +370,4 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
-}
-
-func registerCounterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels []string) (*prometheus.CounterVec, error) {
-	c := prometheus.NewCounterVec(opts, labels)
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, fmt.Errorf("apikey: register %s: %w", opts.Name, err)
-	}
-	return c, nil
 }

@@ -1,11 +1,12 @@
 package introspect
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sekisho/sekisho/internal/telemetry"
 )
 
 // metrics are optional: every method is a no-op when no Registerer was
@@ -24,57 +25,39 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.refusals, err = registerCounterVec(reg, prometheus.CounterOpts{
+	if m.refusals, err = telemetry.RegisterOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sekisho_introspection_refusals_total",
 		Help: "Bearer tokens refused by the introspection authenticator, by reason.",
-	}, []string{"reason"}); err != nil {
+	}, []string{"reason"})); err != nil {
 		return m, err
 	}
-	if m.requests, err = registerCounterVec(reg, prometheus.CounterOpts{
+	if m.requests, err = telemetry.RegisterOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sekisho_introspection_requests_total",
 		Help: "Calls to the introspection endpoint, by result (active, inactive, error).",
-	}, []string{"result"}); err != nil {
+	}, []string{"result"})); err != nil {
 		return m, err
 	}
-	if m.cacheRes, err = registerCounterVec(reg, prometheus.CounterOpts{
+	if m.cacheRes, err = telemetry.RegisterOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sekisho_introspection_cache_total",
 		Help: "Introspection cache lookups, by result (hit, negative_hit, miss).",
-	}, []string{"result"}); err != nil {
+	}, []string{"result"})); err != nil {
 		return m, err
 	}
 	joined := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sekisho_introspection_coalesced_total",
 		Help: "Requests answered by joining an endpoint call already in flight for the same token.",
 	})
-	if err := reg.Register(joined); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return m, fmt.Errorf("introspect: register coalesced counter: %w", err)
-		}
-		existing, ok := are.ExistingCollector.(prometheus.Counter)
-		if !ok {
-			return m, fmt.Errorf("introspect: register coalesced counter: %w", err)
-		}
-		joined = existing
+	if m.joined, err = telemetry.RegisterOrReuse(reg, joined); err != nil {
+		return m, fmt.Errorf("introspect: coalesced counter: %w", err)
 	}
-	m.joined = joined
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "sekisho_introspection_request_duration_seconds",
 		Help:    "Duration of introspection endpoint calls.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
-	if err := reg.Register(h); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return m, fmt.Errorf("introspect: register histogram: %w", err)
-		}
-		existing, ok := are.ExistingCollector.(prometheus.Histogram)
-		if !ok {
-			return m, fmt.Errorf("introspect: register histogram: %w", err)
-		}
-		h = existing
+	if m.latency, err = telemetry.RegisterOrReuse(reg, h); err != nil {
+		return m, fmt.Errorf("introspect: histogram: %w", err)
 	}
-	m.latency = h
 	return m, nil
 }
 
@@ -106,18 +89,4 @@ func (m metrics) duration(d time.Duration) {
 	if m.latency != nil {
 		m.latency.Observe(d.Seconds())
 	}
-}
-
-func registerCounterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels []string) (*prometheus.CounterVec, error) {
-	c := prometheus.NewCounterVec(opts, labels)
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, fmt.Errorf("introspect: register %s: %w", opts.Name, err)
-	}
-	return c, nil
 }
