@@ -105,7 +105,7 @@ func NewAuthenticator(s Store, o Options) (*Authenticator, error) {
 	if o.Header == "" {
 		o.Header = DefaultHeader
 	}
-	if !validHeaderName(o.Header) {
+	if !authn.ValidHeaderName(o.Header) {
 		return nil, fmt.Errorf("apikey: header %q is not a valid header name", o.Header)
 	}
 	a.header = textproto.CanonicalMIMEHeaderKey(o.Header)
@@ -357,17 +357,4 @@ func (a *Authenticator) countLookup(result string) {
 	if a.lookups != nil {
 		a.lookups.WithLabelValues(result).Inc()
 	}
-}
-
-func validHeaderName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }

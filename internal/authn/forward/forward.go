@@ -142,7 +142,7 @@ func Compile(o Options) (*Forwarder, error) {
 	if !o.ForwardAuthorization {
 		f.removeCred = append(f.removeCred, normalize("Authorization"))
 		for _, h := range o.CredentialHeaders {
-			if !validHeaderName(h) {
+			if !authn.ValidHeaderName(h) {
 				return nil, fmt.Errorf("forward: credential header %q is not a valid header name", h)
 			}
 			f.removeCred = append(f.removeCred, normalize(h))
@@ -163,7 +163,7 @@ func Compile(o Options) (*Forwarder, error) {
 
 func (f *Forwarder) addPattern(p string) error {
 	name, prefix := strings.CutSuffix(p, "*")
-	if name == "" || !validHeaderName(name) {
+	if name == "" || !authn.ValidHeaderName(name) {
 		return fmt.Errorf("forward: strip pattern %q: want a header name, optionally ending in '*'", p)
 	}
 	if prefix && len(name) < 2 {
@@ -378,7 +378,7 @@ func reserved(canon string) bool {
 }
 
 func parseInjection(name, src string) (injection, error) {
-	if !validHeaderName(name) {
+	if !authn.ValidHeaderName(name) {
 		return injection{}, fmt.Errorf("forward: inject header %q is not a valid header name", name)
 	}
 	canon := textproto.CanonicalMIMEHeaderKey(name)
@@ -413,17 +413,4 @@ func sortInjections(s []injection) {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
-}
-
-func validHeaderName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }

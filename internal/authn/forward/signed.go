@@ -12,11 +12,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sekisho/sekisho/internal/ttlcache"
 	"math/big"
 	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/ttlcache"
 
 	"github.com/sekisho/sekisho/internal/authn"
 )
@@ -102,7 +103,7 @@ func newSignedIdentity(o SignedIdentityOptions) (*signedIdentity, error) {
 	if o.Header == "" {
 		o.Header = DefaultIdentityHeader
 	}
-	if !validHeaderName(o.Header) {
+	if !authn.ValidHeaderName(o.Header) {
 		return nil, fmt.Errorf("forward: signed identity header %q is not a valid header name", o.Header)
 	}
 	s.header = textproto.CanonicalMIMEHeaderKey(o.Header)
