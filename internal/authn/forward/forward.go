@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -138,7 +139,7 @@ func Compile(o Options) (*Forwarder, error) {
 		}
 	}
 	// Deterministic order (map iteration is random) for stable output.
-	sortInjections(f.inject)
+	slices.SortStableFunc(f.inject, func(a, b injection) int { return strings.Compare(a.header, b.header) })
 	if !o.ForwardAuthorization {
 		f.removeCred = append(f.removeCred, normalize("Authorization"))
 		for _, h := range o.CredentialHeaders {
@@ -405,12 +406,4 @@ func parseInjection(name, src string) (injection, error) {
 		inj.kind, inj.claim = srcClaim, claim
 	}
 	return inj, nil
-}
-
-func sortInjections(s []injection) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j].header < s[j-1].header; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
