@@ -139,6 +139,18 @@ func clientService(cfg *config.Config, st store.Store) (*oauth.ClientService, er
 	return oauth.NewClientService(st, o)
 }
 
+// withClients is withStore for the clients verbs: it also builds the
+// client service on the opened store.
+func withClients(fs *flag.FlagSet, args []string, nargs int, argName string, fn func(ctx context.Context, cfg *config.Config, cs *oauth.ClientService) error) error {
+	return withStore(fs, args, nargs, argName, func(ctx context.Context, cfg *config.Config, st store.Store) error {
+		cs, err := clientService(cfg, st)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, cfg, cs)
+	})
+}
+
 func clientsCreate(args []string, out io.Writer) error {
 	fs := newFlags("clients create", "--config FILE --name NAME [flags]", "Register a client. A confidential client's secret is printed once and only its hash is stored.", out)
 	var spec oauth.ClientSpec
@@ -155,7 +167,7 @@ func clientsCreate(args []string, out io.Writer) error {
 	jwksFile := fs.String("jwks-file", "", "public JWK Set file (private_key_jwt)")
 	fs.DurationVar(&spec.AccessTokenTTL, "access-token-ttl", 0, "access token lifetime (default: the server's)")
 	fs.DurationVar(&spec.RefreshTokenTTL, "refresh-token-ttl", 0, "refresh token lifetime (default: the server's)")
-	return withStore(fs, args, 0, "", func(ctx context.Context, cfg *config.Config, st store.Store) error {
+	return withClients(fs, args, 0, "", func(ctx context.Context, cfg *config.Config, cs *oauth.ClientService) error {
 		if spec.Name == "" {
 			return usagef("clients create: --name is required")
 		}
@@ -166,10 +178,6 @@ func clientsCreate(args []string, out io.Writer) error {
 				return usagef("clients create: --jwks-file: %v", err)
 			}
 			spec.JWKS = b
-		}
-		cs, err := clientService(cfg, st)
-		if err != nil {
-			return err
 		}
 		info, secret, err := cs.Create(ctx, spec)
 		if err != nil {
@@ -193,14 +201,10 @@ func printClient(out io.Writer, c *oauth.ClientInfo) {
 
 func clientsList(args []string, out io.Writer) error {
 	fs := newFlags("clients list", "--config FILE", "List registered clients.", out)
-	return withStore(fs, args, 0, "", func(ctx context.Context, cfg *config.Config, st store.Store) error {
-		cs, err := clientService(cfg, st)
-		if err != nil {
-			return err
-		}
+	return withClients(fs, args, 0, "", func(ctx context.Context, cfg *config.Config, cs *oauth.ClientService) error {
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "CLIENT_ID\tNAME\tPUBLIC\tGRANTS\tDISABLED")
-		err = eachPage(ctx, cs.List, func(c oauth.ClientInfo) string { return c.ID }, func(c oauth.ClientInfo) {
+		err := eachPage(ctx, cs.List, func(c oauth.ClientInfo) string { return c.ID }, func(c oauth.ClientInfo) {
 			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%v\n", c.ID, c.Name, c.Public, strings.Join(c.GrantTypes, ","), c.Disabled)
 		})
 		if err != nil {
@@ -212,11 +216,7 @@ func clientsList(args []string, out io.Writer) error {
 
 func clientsShow(args []string, out io.Writer) error {
 	fs := newFlags("clients show", "--config FILE CLIENT_ID", "Show one client.", out)
-	return withStore(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, st store.Store) error {
-		cs, err := clientService(cfg, st)
-		if err != nil {
-			return err
-		}
+	return withClients(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, cs *oauth.ClientService) error {
 		c, err := cs.Get(ctx, fs.Arg(0))
 		if err != nil {
 			return notFound("client", fs.Arg(0), err)
@@ -235,11 +235,7 @@ func notFound(kind, id string, err error) error {
 
 func clientsRotate(args []string, out io.Writer) error {
 	fs := newFlags("clients rotate-secret", "--config FILE CLIENT_ID", "Replace a confidential client's secret; the old one stops working at once. The new secret is printed once.", out)
-	return withStore(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, st store.Store) error {
-		cs, err := clientService(cfg, st)
-		if err != nil {
-			return err
-		}
+	return withClients(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, cs *oauth.ClientService) error {
 		secret, err := cs.RotateSecret(ctx, fs.Arg(0))
 		if err != nil {
 			return notFound("client", fs.Arg(0), err)
@@ -253,11 +249,7 @@ func clientsDisable(disable bool) func([]string, io.Writer) error {
 	verb := map[bool]string{true: "disable", false: "enable"}[disable]
 	return func(args []string, out io.Writer) error {
 		fs := newFlags("clients "+verb, "--config FILE CLIENT_ID", map[bool]string{true: "Disable a client and revoke its tokens.", false: "Enable a disabled client."}[disable], out)
-		return withStore(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, st store.Store) error {
-			cs, err := clientService(cfg, st)
-			if err != nil {
-				return err
-			}
+		return withClients(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, cs *oauth.ClientService) error {
 			if err := cs.SetDisabled(ctx, fs.Arg(0), disable); err != nil {
 				return notFound("client", fs.Arg(0), err)
 			}
@@ -272,11 +264,7 @@ func clientsDisable(disable bool) func([]string, io.Writer) error {
 
 func clientsDelete(args []string, out io.Writer) error {
 	fs := newFlags("clients delete", "--config FILE CLIENT_ID", "Delete a client, its consents and refresh tokens, and revoke its access tokens.", out)
-	return withStore(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, st store.Store) error {
-		cs, err := clientService(cfg, st)
-		if err != nil {
-			return err
-		}
+	return withClients(fs, args, 1, "CLIENT_ID", func(ctx context.Context, cfg *config.Config, cs *oauth.ClientService) error {
 		if err := cs.Delete(ctx, fs.Arg(0)); err != nil {
 			return notFound("client", fs.Arg(0), err)
 		}
