@@ -143,14 +143,7 @@ func (c *TokenCache) admit(k uint64, e *cacheEntry) bool {
 	return true
 }
 
-// put stores e under k, evicting if the shard is full.
-func (c *TokenCache) put(k uint64, e *cacheEntry) {
-	s := &c.shards[k&(cacheShards-1)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c.putLocked(s, k, e)
-}
-
+// putLocked stores e under k, evicting if the shard is full.
 func (c *TokenCache) putLocked(s *cacheShard, k uint64, e *cacheEntry) {
 	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
 		// Go map iteration starts at a random position: sample a few

@@ -248,3 +248,11 @@ func TestCacheAdmitsOnSecondVerification(t *testing.T) {
 		t.Fatalf("later verifications parsed (%d parses, %v hits)", e.auth.parses.Load()-parses, metricValue(t, e.metrics.cacheHit))
 	}
 }
+
+// put stores e under k without the doorkeeper (tests plant entries).
+func (c *TokenCache) put(k uint64, e *cacheEntry) {
+	s := &c.shards[k&(cacheShards-1)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.putLocked(s, k, e)
+}
