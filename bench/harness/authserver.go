@@ -217,7 +217,7 @@ func prepareTokenCall(env *runEnv) (*plan, error) {
 
 // checkTokenCallExtra refuses a round in which calls did not keep up with
 // tokens (then the route refused them, or the script lost track).
-func checkTokenCallExtra(extra json.RawMessage) error {
+func checkTokenCallExtra(_ string, extra json.RawMessage) error {
 	var e struct{ Tokens, Calls int64 }
 	if err := json.Unmarshal(extra, &e); err != nil {
 		return fmt.Errorf("token-call extra %s: %w", extra, err)

@@ -361,7 +361,7 @@ func TestWrkTokenCallScript(t *testing.T) {
 		e.Calls > e.Tokens || e.Calls < e.Tokens-4 {
 		t.Fatalf("extra %+v, server issued %d tokens and served %d calls", e, n, len(used))
 	}
-	if err := checkTokenCallExtra(r.Extra); err != nil {
+	if err := checkTokenCallExtra("sekisho", r.Extra); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -81,13 +81,16 @@ func TestFreshRefusesWraps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.checkExtra(json.RawMessage(`{"wraps":0}`)); err != nil {
+	if err := p.checkExtra("sekisho", json.RawMessage(`{"wraps":0}`)); err != nil {
 		t.Errorf("no wraps refused: %v", err)
 	}
-	if err := p.checkExtra(json.RawMessage(`{"wraps":2}`)); err == nil {
+	if err := p.checkExtra("sekisho", json.RawMessage(`{"wraps":2}`)); err == nil {
 		t.Error("wraps accepted")
 	}
-	if err := p.checkExtra(nil); err == nil {
+	if err := p.checkExtra("floor", json.RawMessage(`{"wraps":2}`)); err != nil {
+		t.Errorf("floor refused for wrapping, though it never reads tokens: %v", err)
+	}
+	if err := p.checkExtra("sekisho", nil); err == nil {
 		t.Error("missing counter accepted")
 	}
 	files := map[string]bool{}

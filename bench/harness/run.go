@@ -572,7 +572,7 @@ func (env *runEnv) measure(ctx context.Context, s *system, p *plan, w wrkRun) (*
 	}
 	io1, ioErr1 := ioSyscalls(s.proc.pid)
 	if p.checkExtra != nil {
-		if err := p.checkExtra(wr.Extra); err != nil {
+		if err := p.checkExtra(s.name, wr.Extra); err != nil {
 			return nil, fmt.Errorf("workload check: %w", err)
 		}
 	}

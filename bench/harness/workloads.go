@@ -65,7 +65,7 @@ type plan struct {
 	// script reports (report.lua "extra"); an error fails the round. The
 	// jwt-fresh workload uses it to refuse a round whose tokens wrapped
 	// around (tokens.lua extra.wraps > 0), since those were not fresh.
-	checkExtra func(extra json.RawMessage) error
+	checkExtra func(system string, extra json.RawMessage) error
 	// probe is the request checked once per system before the rounds:
 	// method, body, headers; nil means a plain GET of path. probeFor, when
 	// set, takes precedence and may differ per system (credentials).
