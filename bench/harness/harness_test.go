@@ -381,6 +381,12 @@ func TestCryptoBound(t *testing.T) {
 	if b == nil || math.Abs(b.Bound-64.0/134.0) > 1e-9 || b.BeyondUS != 56 {
 		t.Fatalf("bound %+v", b)
 	}
+	// With floor+verify measured, the bound is also read off its throughput.
+	b = newCryptoBound(70, []systemSummary{{System: "floor", ServerCPUus: 64, RPS: 15000}, {System: "floor+verify", ServerCPUus: 150, RPS: 6000},
+		{System: "sekisho", ServerCPUus: 190, RPS: 5000}})
+	if b == nil || b.MeasuredBound != 0.4 || b.FloorVerifyCPUus != 150 || math.Abs(b.SekishoOfBound-5.0/6.0) > 1e-9 {
+		t.Fatalf("measured bound %+v", b)
+	}
 	if newCryptoBound(70, []systemSummary{{System: "sekisho", ServerCPUus: 190}}) != nil {
 		t.Fatal("bound without a floor")
 	}

@@ -293,7 +293,7 @@ func prepareJWTFresh(env *runEnv) (*plan, error) {
 	return &plan{
 		routeYAML:   jwtRouteYAML("bench-jwt-fresh", "/jwt-fresh"),
 		issuerYAML:  bi.issuerYAML(),
-		cryptoBound: true,
+		boundJWKS:   bi.jwksPath,
 		routeName:   "bench-jwt-fresh",
 		path:        "/jwt-fresh/hello",
 		luaFile:     "tokens.lua",
@@ -305,9 +305,9 @@ func prepareJWTFresh(env *runEnv) (*plan, error) {
 			return []string{f, "fresh", threads}
 		},
 		checkExtra: func(system string, extra json.RawMessage) error {
-			if system == "floor" {
-				// The floor never reads the token, so a reused one
-				// cannot flatter it; only Sekisho's rounds must be fresh.
+			if system == floorName || system == floorVerifyName {
+				// Neither floor caches, so a reused token cannot
+				// flatter them; only Sekisho's rounds must be fresh.
 				return nil
 			}
 			var e struct {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,5 +116,70 @@ func TestAuthServerResponseChecks(t *testing.T) {
 	}
 	if err := checkActive([]byte(`{"active":false}`)); err == nil {
 		t.Error("inactive accepted")
+	}
+}
+
+// TestRawVerify: floor+verify passes a genuine bench token to the proxy and
+// refuses a token whose signature does not verify against the key set, a
+// token in another scheme and one without a signature; the same tokens go
+// through the plain floor untouched (it never reads them).
+func TestRawVerify(t *testing.T) {
+	env := &runEnv{tmp: t.TempDir()}
+	bi, err := env.issuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := loadP256Key(bi.jwksPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := bi.sign(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := bi.sign(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dot := strings.LastIndexByte(tok, '.')
+	spliced := tok[:dot] + other[strings.LastIndexByte(other, '.'):] // header.payload of one, signature of another
+	proxied := 0
+	h := rawVerify(key, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { proxied++ }))
+	for _, c := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer " + tok, http.StatusOK},
+		{"Bearer " + spliced, http.StatusUnauthorized},
+		{"Bearer " + tok[:dot], http.StatusUnauthorized},
+		{"Bearer " + tok[:dot+1], http.StatusUnauthorized},
+		{"Basic " + tok, http.StatusUnauthorized},
+		{"", http.StatusUnauthorized},
+	} {
+		before := proxied
+		req := httptest.NewRequest(http.MethodGet, "/jwt-fresh/hello", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.want || (proxied > before) != (c.want == http.StatusOK) {
+			t.Errorf("%.20q…: status %d, proxied %v; want %d", c.auth, rec.Code, proxied > before, c.want)
+		}
+	}
+	// A key set that is not one P-256 key is refused with the file named.
+	bad := filepath.Join(env.tmp, "two.json")
+	jb, _ := os.ReadFile(bi.jwksPath)
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jb, &set); err != nil {
+		t.Fatal(err)
+	}
+	set.Keys = append(set.Keys, set.Keys[0])
+	two, _ := json.Marshal(set)
+	if err := os.WriteFile(bad, two, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadP256Key(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("two keys: %v", err)
 	}
 }

@@ -119,9 +119,26 @@ type runEnv struct {
 	as  *benchAS
 }
 
+// Names of the two reference systems.
+const (
+	floorName       = "floor"
+	floorVerifyName = "floor+verify" // the floor plus one raw ES256 verify per request (cryptobound.go)
+)
+
+// boundJWKS returns the key set of the first crypto-bound plan, or "".
+func boundJWKS(plans []*plan) string {
+	for _, p := range plans {
+		if p.boundJWKS != "" {
+			return p.boundJWKS
+		}
+	}
+	return ""
+}
+
 // system is a server under test.
 type system struct {
-	name       string // floor | sekisho | sekisho-alt | sekisho-pprof
+	name       string // floor | floor+verify | sekisho | sekisho-alt | sekisho-pprof
+	bound      bool   // floor+verify: only measured in crypto-bound workloads
 	sekisho    bool
 	proc       *proc
 	baseURL    string
@@ -247,7 +264,15 @@ func cmdRun(ctx context.Context, args []string, out, errOut io.Writer) error {
 			if err != nil {
 				return err
 			}
-			env.systems = append(env.systems, &system{name: "floor", proc: fl, baseURL: "http://" + fl.addr})
+			env.systems = append(env.systems, &system{name: floorName, proc: fl, baseURL: "http://" + fl.addr})
+			if jwks := boundJWKS(activePlans); jwks != "" {
+				fv, err := startProc(ctx, procSpec{name: "floor-verify", cpu: f.serverCPU, bin: self,
+					args: []string{"floor", "-addr", "127.0.0.1:0", "-target", upstreamURL, "-verify-jwks", jwks}, announce: true, logDir: tmp})
+				if err != nil {
+					return err
+				}
+				env.systems = append(env.systems, &system{name: floorVerifyName, bound: true, proc: fv, baseURL: "http://" + fv.addr})
+			}
 		}
 		s, err := env.startSekisho(ctx, "sekisho", sekishoBin, upstreamURL, plans, nil)
 		if err != nil {
@@ -284,7 +309,7 @@ func cmdRun(ctx context.Context, args []string, out, errOut io.Writer) error {
 			continue
 		}
 		summarize(r, env.systemNames(), f.connections, f.minUtil, f.maxLoad)
-		if p.cryptoBound {
+		if p.boundJWKS != "" {
 			if us, err := measureVerifyCost(ctx, self, f.serverCPU); err != nil {
 				r.Warnings = append(r.Warnings, "crypto bound not measured: "+err.Error())
 			} else {
@@ -340,7 +365,7 @@ func parseAlts(spec string) ([]altSystem, error) {
 		}
 		return []altSystem{{"sekisho-alt", spec}}, nil
 	}
-	seen := map[string]bool{"floor": true, "sekisho": true, "sekisho-pprof": true}
+	seen := map[string]bool{floorName: true, floorVerifyName: true, "sekisho": true, "sekisho-pprof": true}
 	var out []altSystem
 	for _, item := range strings.Split(spec, ",") {
 		name, path, ok := strings.Cut(item, "=")
@@ -438,13 +463,12 @@ func (env *runEnv) runWorkload(ctx context.Context, r *workloadResult, p *plan) 
 	if err != nil {
 		return err
 	}
-	systems := env.systems
-	if len(p.systems) > 0 {
-		systems = nil
-		for _, s := range env.systems {
-			if slices.Contains(p.systems, s.name) || (s.sekisho && slices.Contains(p.systems, "sekisho")) {
-				systems = append(systems, s)
-			}
+	var systems []*system
+	for _, s := range env.systems {
+		switch {
+		case s.bound && p.boundJWKS == "":
+		case len(p.systems) == 0 || slices.Contains(p.systems, s.name) || (s.sekisho && slices.Contains(p.systems, "sekisho")):
+			systems = append(systems, s)
 		}
 	}
 	for _, s := range systems {

@@ -108,6 +108,7 @@ func cmdFloor(ctx context.Context, args []string, out io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only)")
 	target := fs.String("target", "", "upstream base URL, e.g. http://127.0.0.1:9001 (required)")
 	pprofAddr := fs.String("pprof-addr", "", "also serve net/http/pprof on this loopback address (to profile the floor itself)")
+	verifyJWKS := fs.String("verify-jwks", "", "JWK Set file with one P-256 key: verify every request's Bearer ES256 signature against it first (the measured crypto bound; see cryptobound.go)")
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
 	}
@@ -120,8 +121,16 @@ func cmdFloor(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return usagef("floor: -target %q must be an http:// URL with a host", *target)
 	}
+	var h http.Handler = floorProxy(u)
+	if *verifyJWKS != "" {
+		key, err := loadP256Key(*verifyJWKS)
+		if err != nil {
+			return usagef("floor: -verify-jwks: %v", err)
+		}
+		h = rawVerify(key, h)
+	}
 	srv := &http.Server{
-		Handler:           floorProxy(u),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}

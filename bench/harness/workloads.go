@@ -42,9 +42,11 @@ type plan struct {
 	// issuerYAML is optional entries of the issuers section (indented by two
 	// spaces); the config writer merges every plan's into one section.
 	issuerYAML string
-	// cryptoBound: every request pays one ES256 verification the floor does
-	// not; the report adds the bound that cost puts on the ratio.
-	cryptoBound bool
+	// boundJWKS, when set, marks a workload whose every request pays one
+	// ES256 verification the floor does not: the harness then also runs
+	// the floor+verify system (the floor verifying against this JWK Set
+	// file) and the report adds the bound that cost puts on the ratio.
+	boundJWKS string
 	// perOp, when set, names what the Lua script counts in its extra
 	// "calls" (e.g. token+call pairs) so the report adds that rate.
 	perOp string
