@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -320,4 +321,39 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 		}
 	}
 	return 0
+}
+
+// TestPolicyParamRefs: with the route's parameters known, a policy reading
+// another parameter by a constant name is a compile error naming it and its
+// position; computed names and rebinding comprehensions are left alone.
+func TestPolicyParamRefs(t *testing.T) {
+	tenant := []string{"tenant", "id"}
+	for _, c := range []struct {
+		expr   string
+		params []string
+		want   string // error substring; "" = compiles
+	}{
+		{`params.tenant == 'a' && params["id"] == 'b' && has(params.tenant) && 'id' in params`, tenant, ""},
+		{`params[request.method] == 'a'`, tenant, ""},
+		{`claims.tenant == params.tenantx`, tenant, `policy: 1:18: the route's path has no parameter "tenantx" (it has: tenant, id)`},
+		{`params["tennant"] == 'a'`, tenant, `no parameter "tennant"`},
+		{`has(params.ID)`, tenant, `no parameter "ID"`},
+		{"true &&\n 'org' in params", tenant, `policy: 2:`},
+		{`params.tenant == 'a'`, []string{}, `no parameter "tenant" (it has none)`},
+		{`params.anything == 'a'`, nil, ""}, // not checked without the route's names
+		{`[{'x': 'a'}].exists(params, params.x == 'a')`, tenant, ""},
+		{`[{'x': 'a'}].exists(p, p.x == params.nope)`, tenant, `no parameter "nope"`},
+	} {
+		_, err := Compile(Options{Policy: c.expr, Params: c.params})
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v", c.expr, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: error %v, want %q", c.expr, err, c.want)
+		}
+		var oe *OptionError
+		if err != nil && (!errors.As(err, &oe) || oe.Field != "policy") {
+			t.Errorf("%q: error %T %v is not an OptionError for policy", c.expr, err, err)
+		}
+	}
 }

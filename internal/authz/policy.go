@@ -51,6 +51,10 @@ type Options struct {
 	// error and denies; use has(claims.tenant) or 'x' in request.headers to
 	// test presence.
 	Policy string
+	// Params, when not nil, are the route's path parameter names. A policy
+	// that reads any other parameter by a constant name is refused (see
+	// checkParamRefs). Nil skips the check.
+	Params []string
 	// CostLimit bounds the runtime cost of one policy evaluation (CEL cost
 	// units, roughly one per operation). 0 means DefaultCostLimit.
 	CostLimit uint64
@@ -79,22 +83,32 @@ type Policy struct {
 	denials      *prometheus.CounterVec
 }
 
+// OptionError is a Compile error in one option. Field names it as the
+// configuration does: "scopes", "methods", "methods.POST" or "policy".
+type OptionError struct {
+	Field string
+	Err   error
+}
+
+func (e *OptionError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
 // Compile validates o, compiles and type-checks the CEL policy, and returns
 // the runtime Policy. Errors name the problem and, for the policy, its
 // line:column, e.g. `policy: 1:1: undeclared reference to 'clams'`.
 func Compile(o Options) (*Policy, error) {
 	if err := o.Scopes.validate(); err != nil {
-		return nil, fmt.Errorf("scopes: %w", err)
+		return nil, &OptionError{Field: "scopes", Err: err}
 	}
 	p := &Policy{scopes: o.Scopes}
 	if len(o.MethodScopes) > 0 {
 		p.methodScopes = make(map[string]ScopeRule, len(o.MethodScopes))
 		for m, rule := range o.MethodScopes {
 			if !isMethodToken(m) {
-				return nil, fmt.Errorf("method_scopes: %q is not an upper-case HTTP method token", m)
+				return nil, &OptionError{Field: "methods", Err: fmt.Errorf("%q is not an upper-case HTTP method token", m)}
 			}
 			if err := rule.validate(); err != nil {
-				return nil, fmt.Errorf("method_scopes[%s]: %w", m, err)
+				return nil, &OptionError{Field: "methods." + m, Err: err}
 			}
 			if !rule.empty() {
 				p.methodScopes[m] = rule
@@ -106,9 +120,9 @@ func Compile(o Options) (*Policy, error) {
 		if limit == 0 {
 			limit = DefaultCostLimit
 		}
-		prg, err := compilePolicy(o.Policy, limit)
+		prg, err := compilePolicy(o.Policy, limit, o.Params)
 		if err != nil {
-			return nil, err
+			return nil, &OptionError{Field: "policy", Err: err}
 		}
 		p.program = prg
 	}
@@ -142,21 +156,26 @@ func newEnv() (*cel.Env, error) {
 	)
 }
 
-func compilePolicy(src string, costLimit uint64) (cel.Program, error) {
+func compilePolicy(src string, costLimit uint64, params []string) (cel.Program, error) {
 	if len(src) > maxPolicyLen {
-		return nil, fmt.Errorf("policy: longer than %d bytes", maxPolicyLen)
+		return nil, fmt.Errorf("longer than %d bytes", maxPolicyLen)
 	}
 	env, err := newEnv()
 	if err != nil {
-		return nil, fmt.Errorf("policy: environment: %w", err)
+		return nil, fmt.Errorf("environment: %w", err)
 	}
 	ast, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
-		return nil, fmt.Errorf("policy: %s", formatIssues(iss.Errors()))
+		return nil, errors.New(formatIssues(iss.Errors()))
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("policy: must evaluate to bool, not %s (compare explicitly, e.g. `claims.admin == true`)",
+		return nil, fmt.Errorf("must evaluate to bool, not %s (compare explicitly, e.g. `claims.admin == true`)",
 			ast.OutputType())
+	}
+	if params != nil {
+		if err := checkParamRefs(ast.NativeRep(), params); err != nil {
+			return nil, err
+		}
 	}
 	prg, err := env.Program(ast,
 		cel.EvalOptions(cel.OptOptimize),
@@ -164,7 +183,7 @@ func compilePolicy(src string, costLimit uint64) (cel.Program, error) {
 		cel.InterruptCheckFrequency(interruptCheckFrequency),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("policy: program: %w", err)
+		return nil, fmt.Errorf("program: %w", err)
 	}
 	return prg, nil
 }

@@ -75,6 +75,7 @@ func TestErrors(t *testing.T) {
 		{"strip with exact", "path_type: exact}=>path_type: exact}\n    strip_prefix: true", []string{"routes[0].strip_prefix: only for path_type prefix"}},
 		{"public any_of", "    strip_prefix: true\n    auth: public=>    strip_prefix: true\n    auth:\n      any_of: [public, {apikey: {}}]", []string{"routes[1].auth.any_of[0]", "declare auth: public instead"}},
 		{"two kinds", "    strip_prefix: true\n    auth: public=>    strip_prefix: true\n    auth:\n      apikey: {}\n      jwt: {issuers: [x]}", []string{"routes[1].auth: set exactly one of jwt, apikey; to accept several, list them under any_of"}},
+		{"empty any_of", "    strip_prefix: true\n    auth: public=>    strip_prefix: true\n    auth: {apikey: {}}\n    authorize:\n      scopes: {all_of: [a], any_of: []}", []string{"routes[1].authorize.scopes.any_of: empty list: it would require nothing"}},
 		{"unknown issuer", "    strip_prefix: true\n    auth: public=>    strip_prefix: true\n    auth:\n      jwt: {issuers: [corp]}", []string{"routes[1].auth.jwt.issuers[0]: unknown issuer \"corp\""}},
 		{"no listeners", "  listeners:\n    - name: public\n      address: 127.0.0.1:8080\n=>  listeners: []\n", []string{"server.listeners: at least one listener is required"}},
 		{"version", "version: 1=>version: 2", []string{"s.yaml:1: version: must be 1 (got 2)"}},

@@ -517,6 +517,16 @@ func hopByHop(h string) bool {
 }
 
 func (v *validator) scopes(path string, r ScopeRule) {
+	// An empty list written out requires nothing, which is rarely what was
+	// meant (e.g. a template that rendered no scopes): refuse it.
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"all_of", r.AllOf}, {"any_of", r.AnyOf}} {
+		if l.list != nil && len(l.list) == 0 {
+			v.errf(path+"."+l.name, "empty list: it would require nothing (list at least one scope, or leave %s out)", l.name)
+		}
+	}
 	for i, s := range append(append([]string{}, r.AllOf...), r.AnyOf...) {
 		if !scopeRE.MatchString(s) {
 			v.errf(path, "scope %d %q is not a valid scope token (RFC 6749 §3.3)", i, s)

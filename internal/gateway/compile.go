@@ -134,6 +134,11 @@ func (g *Gateway) Compile(cfg *config.Config, deps Deps) (*Runtime, error) {
 				Policy:     az.Policy,
 				Registerer: deps.Registerer,
 			}
+			// The policy may only name parameters the path has. (A bad
+			// path is reported by the router; the check is skipped then.)
+			if names, err := router.ParamNames(rc.Match.Path); err == nil {
+				o.Params = names
+			}
 			if len(az.Methods) > 0 {
 				o.MethodScopes = map[string]authz.ScopeRule{}
 				for m, r := range az.Methods {
@@ -141,7 +146,11 @@ func (g *Gateway) Compile(cfg *config.Config, deps Deps) (*Runtime, error) {
 				}
 			}
 			pol, err := authz.Compile(o)
-			if err != nil {
+			var oe *authz.OptionError
+			switch {
+			case errors.As(err, &oe):
+				errs = append(errs, cfg.ErrorAt(p+".authorize."+oe.Field, "%v", oe.Err))
+			case err != nil:
 				errs = append(errs, cfg.ErrorAt(p+".authorize", "%v", err))
 			}
 			rte.policy = pol

@@ -788,6 +788,20 @@ type segment struct {
 	param bool
 }
 
+// ParamNames returns the parameter names of a route path in path order
+// ("/tenants/{tenant}/orders" → [tenant]; none → an empty, non-nil slice).
+// The error is the one New reports for an invalid path.
+func ParamNames(path string) ([]string, error) {
+	_, names, err := parsePath(path)
+	if err != nil {
+		return nil, err
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
 // parsePath validates a route path and splits it into segments.
 func parsePath(p string) ([]segment, []string, error) {
 	if p == "" || p[0] != '/' {

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -753,5 +754,17 @@ func TestIssuePathsNeverBypassAPI(t *testing.T) {
 		if res := r.Match("gw.test", "GET", p, &m); res != Found || m.RouteID != api {
 			t.Errorf("%q -> %q: %v route %d, want the /api route", tc.raw, p, res, m.RouteID)
 		}
+	}
+}
+
+func TestParamNames(t *testing.T) {
+	if got, err := ParamNames("/tenants/{tenant}/orders/{id}"); err != nil || !slices.Equal(got, []string{"tenant", "id"}) {
+		t.Errorf("two params: %v %v", got, err)
+	}
+	if got, err := ParamNames("/static"); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("no params: %#v %v (want an empty, non-nil slice)", got, err)
+	}
+	if _, err := ParamNames("/a/{}"); err == nil {
+		t.Error("empty parameter name accepted")
 	}
 }
