@@ -212,8 +212,13 @@ func TestRevocationEndpoint(t *testing.T) {
 	c := newCodeClient(e, ClientSpec{})
 	b := e.browser()
 
-	// Revoking an access token deactivates and deny-lists it.
+	// Revoking an access token deactivates and deny-lists it, although its
+	// signature is remembered from an earlier introspection (the verified-
+	// token cache skips only the signature check, never the store).
 	tok := must[*oauth2.Token](t)(c.exchange(c.authorize(b)))
+	if _, body := e.postForm("/oauth2/introspect", url.Values{"token": {tok.AccessToken}}, c.id, c.secret); body["active"] != true {
+		t.Fatalf("fresh access token inactive: %v", body)
+	}
 	resp, _ := e.postForm("/oauth2/revoke", url.Values{"token": {tok.AccessToken}, "token_type_hint": {"access_token"}}, c.id, c.secret)
 	if resp.StatusCode != 200 {
 		t.Fatalf("revoke access token: %d", resp.StatusCode)

@@ -68,6 +68,8 @@ type keyRing struct {
 
 	mu          sync.Mutex // serializes reloads
 	lastRefresh atomic.Int64
+
+	sigChecks atomic.Int64 // signatures checked (tests observe the verified-token cache with it)
 }
 
 func newKeyRing(src KeySource) *keyRing {
@@ -350,6 +352,7 @@ func (kr *keyRing) verifyJWS(token string) (*parsedJWS, error) {
 	if !ok {
 		return nil, errTokenSignature
 	}
+	kr.sigChecks.Add(1)
 	if err := p.verifySignature(vk); err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	enigma "github.com/ory/fosite/token/hmac"
 
 	"github.com/sekisho/sekisho/internal/store"
+	"github.com/sekisho/sekisho/internal/ttlcache"
 )
 
 // Server is the OAuth 2.0 / OpenID Connect protocol layer: it composes
@@ -48,6 +49,11 @@ type Server struct {
 
 	clientSvc *ClientService
 	discovery atomic.Pointer[[]byte]
+
+	// verified remembers access tokens whose signature verified, so that
+	// introspecting or presenting the same token again skips the signature
+	// check (see verifyAccessToken). nil disables it.
+	verified *ttlcache.Cache[string, verifiedAccess]
 }
 
 type endpoints struct {
@@ -98,6 +104,7 @@ func New(o Options) (*Server, error) {
 	s.revs = &revocations{st: o.Store, rev: o.Revoker, maxTTL: o.MaxAccessTokenTTL, now: o.Now, log: o.Logger, metrics: m}
 	s.fs = &fositeStore{st: o.Store, clients: s.clients, revs: s.revs, now: o.Now, log: o.Logger}
 	s.keys = newKeyRing(o.Keys)
+	s.verified = ttlcache.New[string, verifiedAccess](verifiedAccessMax)
 	s.clientSvc = newClientService(o.Store, s.revs, s.clients, bounds, o.Now, o.Logger)
 	s.compose()
 	s.keys.src.Subscribe(s.rebuildDiscovery)
