@@ -342,6 +342,11 @@ func phcB64(s string, lo, hi int) ([]byte, error) {
 	if len(s) > base64.RawStdEncoding.EncodedLen(hi) {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrInvalidHash, hi)
 	}
+	// encoding/base64 skips '\r' and '\n' even in strict mode; the PHC
+	// alphabet has neither, and a hash has exactly one spelling.
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, fmt.Errorf("%w: bad base64", ErrInvalidHash)
+	}
 	b, err := base64.RawStdEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad base64", ErrInvalidHash)
