@@ -42,7 +42,9 @@ func FuzzParseTarget(f *testing.F) {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			t.Fatalf("port %q", port)
 		}
-		if strings.Contains(tg.label, "@") || strings.ContainsAny(tg.label, "?#") {
+		// No userinfo in the label ('@' is a legal path character, as in
+		// http://h/@, but must never precede the host), no query or fragment.
+		if lu, err := url.Parse(tg.label); err != nil || lu.User != nil || strings.Contains(lu.Host, "@") || strings.ContainsAny(tg.label, "?#") {
 			t.Fatalf("label %q", tg.label)
 		}
 		if tg.basePath != "" {
