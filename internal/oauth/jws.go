@@ -30,7 +30,10 @@ import (
 // algorithm bound to the key (never taken from the token header alone),
 // no "none", no embedded keys, no jku/x5u, no crit.
 
-var b64 = base64.RawURLEncoding
+// b64 decodes unpadded base64url with canonical trailing bits. Callers of
+// parseJWS also refuse '\r' and '\n', which encoding/base64 would skip: a
+// token has exactly one spelling.
+var b64 = base64.RawURLEncoding.Strict()
 
 // Errors of token verification; callers map them to protocol errors.
 var (
@@ -270,7 +273,7 @@ type parsedJWS struct {
 
 // parseJWS splits and decodes a compact JWS without verifying it.
 func parseJWS(token string) (*parsedJWS, error) {
-	if len(token) == 0 || len(token) > maxJWTLen {
+	if len(token) == 0 || len(token) > maxJWTLen || strings.ContainsAny(token, "\r\n") {
 		return nil, errTokenMalformed
 	}
 	i := strings.IndexByte(token, '.')

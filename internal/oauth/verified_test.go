@@ -55,6 +55,11 @@ func TestVerifiedAccessTokenCache(t *testing.T) {
 		t.Fatalf("tampered signature: %v, %d checks (want a refusal after a real check)", err, checks())
 	}
 
+	// A line break that base64 would skip is a different, refused spelling.
+	if _, err := s.verifyAccessToken(tok[:5] + "\n" + tok[5:]); !errors.Is(err, errTokenMalformed) {
+		t.Fatalf("token with a line break: %v, want malformed", err)
+	}
+
 	// A new key set (rotation: the old key stays published) re-verifies once.
 	before := checks()
 	keys.rotate(t, "ES256")
