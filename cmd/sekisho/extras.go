@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"maps"
 	"net/http"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -74,9 +75,12 @@ func newExtras(cfg *config.Config, n *node, validateOnly bool) (*extras, error) 
 	if e.cache, err = authn.NewTokenCache(authn.TokenCacheOptions{}); err != nil {
 		return fail(err)
 	}
-	denyOpts := revocation.Options{}
+	denyOpts := revocation.Options{Logger: n.log}
 	if as := cfg.AuthServer; as != nil && as.Enabled {
 		denyOpts.Issuer = as.Issuer
+	}
+	if r := cfg.Revocation; r != nil && r.Issuer != "" {
+		denyOpts.Issuer = r.Issuer
 	}
 	if e.deny, err = revocation.NewDenyList(denyOpts); err != nil {
 		return fail(err)
@@ -101,6 +105,11 @@ func newExtras(cfg *config.Config, n *node, validateOnly bool) (*extras, error) 
 	e.revoker = &durableRevoker{st: e.st, deny: e.deny, log: n.log}
 	if err := e.revoker.load(ctx); err != nil {
 		return fail(fmt.Errorf("loading revocations: %w", err))
+	}
+	if r := cfg.Revocation; r != nil && r.Redis != nil {
+		if e.revoker.live, err = startRedisSync(ctx, r.Redis, e.deny, n.log); err != nil {
+			return fail(err)
+		}
 	}
 	go e.revoker.run(ctx, 5*time.Second)
 	go store.RunGC(ctx, e.st, time.Minute, func(removed int64, err error) {

@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/revocation"
 	"github.com/sekisho/sekisho/internal/store"
 )
@@ -26,7 +32,20 @@ const (
 type durableRevoker struct {
 	st   store.Store
 	deny *revocation.DenyList
+	// live, when set (revocation.redis), applies a revocation to deny and
+	// publishes it to the other nodes at once; the store marker stays the
+	// durable record and the path for nodes that missed the message.
+	live revocation.Revoker
 	log  *slog.Logger
+}
+
+// now is where a new revocation is applied first: the Redis sync when
+// configured, else this process's deny-list alone.
+func (d *durableRevoker) now() revocation.Revoker {
+	if d.live != nil {
+		return d.live
+	}
+	return d.deny
 }
 
 func (d *durableRevoker) mark(ctx context.Context, scope, id string, until time.Time) error {
@@ -39,7 +58,7 @@ func (d *durableRevoker) mark(ctx context.Context, scope, id string, until time.
 
 // RevokeToken revokes one access token by jti until its expiry.
 func (d *durableRevoker) RevokeToken(ctx context.Context, jti string, exp time.Time) error {
-	if err := d.deny.RevokeToken(ctx, jti, exp); err != nil {
+	if err := d.now().RevokeToken(ctx, jti, exp); err != nil {
 		return err
 	}
 	return d.mark(ctx, revokedJTIScope, jti, exp)
@@ -47,7 +66,7 @@ func (d *durableRevoker) RevokeToken(ctx context.Context, jti string, exp time.T
 
 // RevokeSubject revokes a subject's tokens issued before issuedBefore.
 func (d *durableRevoker) RevokeSubject(ctx context.Context, sub string, issuedBefore, until time.Time) error {
-	if err := d.deny.RevokeSubject(ctx, sub, issuedBefore, until); err != nil {
+	if err := d.now().RevokeSubject(ctx, sub, issuedBefore, until); err != nil {
 		return err
 	}
 	return d.mark(ctx, revokedSubjectScope, encodeCutoff(issuedBefore, sub), until)
@@ -55,7 +74,7 @@ func (d *durableRevoker) RevokeSubject(ctx context.Context, sub string, issuedBe
 
 // RevokeClient revokes a client's tokens issued before issuedBefore.
 func (d *durableRevoker) RevokeClient(ctx context.Context, clientID string, issuedBefore, until time.Time) error {
-	if err := d.deny.RevokeClient(ctx, clientID, issuedBefore, until); err != nil {
+	if err := d.now().RevokeClient(ctx, clientID, issuedBefore, until); err != nil {
 		return err
 	}
 	return d.mark(ctx, revokedClientScope, encodeCutoff(issuedBefore, clientID), until)
@@ -128,4 +147,41 @@ func (d *durableRevoker) run(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
+}
+
+// startRedisSync connects the revocation sync (revocation.redis) and runs it
+// until ctx ends. It does not wait for Redis: a node starts and serves with
+// its local deny-list and the store's markers while Redis is unreachable,
+// and the sync reconnects with backoff and reloads the shared set. What it
+// logs never includes the password.
+func startRedisSync(ctx context.Context, c *config.RevocationRedis, deny *revocation.DenyList, log *slog.Logger) (*revocation.RedisSync, error) {
+	o := &redis.Options{
+		Addr: c.Address, Username: c.Username, Password: c.Password, DB: c.DB,
+		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		PoolSize: 4, MaxRetries: 2,
+	}
+	if c.TLS {
+		host, _, _ := net.SplitHostPort(c.Address)
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	}
+	rdb := redis.NewClient(o)
+	rs, err := revocation.NewRedisSync(deny, revocation.RedisOptions{Client: rdb, Key: c.Key, PollInterval: c.PollInterval.D(), Logger: log})
+	if err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("revocation.redis: %w", err)
+	}
+	go func() {
+		defer rdb.Close()
+		_ = rs.Run(ctx)
+	}()
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := rs.WaitReady(wctx); err != nil && ctx.Err() == nil {
+			log.Warn("revocation sync: Redis not reachable yet; until it is, revocations made on other nodes reach this one only through a shared store (within 5 s)", "address", c.Address)
+		} else if err == nil {
+			log.Info("revocation sync: subscribed", "address", c.Address, "key", c.Key)
+		}
+	}()
+	return rs, nil
 }

@@ -175,6 +175,12 @@ func applyDefaults(c *Config) {
 			as.SigningAlg = "ES256"
 		}
 	}
+	if r := c.Revocation; r != nil && r.Redis != nil {
+		setDur(&r.Redis.PollInterval, 30*time.Second)
+		if r.Redis.Key == "" {
+			r.Redis.Key = "sekisho:revocations"
+		}
+	}
 	if c.Store.Driver == "" {
 		c.Store.Driver = "sqlite"
 	}

@@ -24,6 +24,7 @@ type Config struct {
 	Routes     []*Route                  `yaml:"routes"`
 	AuthServer *AuthServer               `yaml:"authorization_server"`
 	Store      Store                     `yaml:"store"`
+	Revocation *Revocation               `yaml:"revocation"`
 
 	// File is the path the config was loaded from (not part of the YAML).
 	File string `yaml:"-"`
@@ -247,6 +248,29 @@ type HeaderTransforms struct {
 type HeaderOps struct {
 	Set    map[string]string `yaml:"set"`
 	Remove []string          `yaml:"remove"`
+}
+
+// Revocation tunes how revocations (revoked tokens, users, clients) reach
+// this node's deny-list. Without it they are applied locally at once and
+// reach other nodes sharing the store within 5 seconds.
+type Revocation struct {
+	// Issuer scopes the deny-list to tokens of this issuer (default: the
+	// authorization server's issuer when it is enabled; otherwise entries
+	// apply to every issuer). Set it on gateway-only nodes of a cluster.
+	Issuer string `yaml:"issuer"`
+	// Redis shares revocations between nodes at once through pub/sub.
+	Redis *RevocationRedis `yaml:"redis"`
+}
+
+// RevocationRedis is the Redis connection of the revocation sync.
+type RevocationRedis struct {
+	Address      string   `yaml:"address"`  // host:port
+	Username     string   `yaml:"username"` // Redis 6 ACL user; optional
+	Password     string   `yaml:"password"` // from ${ENV}; optional
+	DB           int      `yaml:"db"`       // 0–15
+	Key          string   `yaml:"key"`      // sorted set; Key+":events" is the channel
+	TLS          bool     `yaml:"tls"`      // TLS with the system roots
+	PollInterval Duration `yaml:"poll_interval"`
 }
 
 // AuthServer enables the built-in OAuth 2.0 / OIDC authorization server.

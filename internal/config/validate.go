@@ -53,7 +53,41 @@ func validate(c *Config) Errors {
 	v.routes(c)
 	v.authServer(c)
 	v.store(c)
+	v.revocation(c)
 	return v.errs
+}
+
+// revocationKeyRE bounds the Redis key: printable, no spaces, so it reads
+// the same in redis-cli and in logs.
+var revocationKeyRE = regexp.MustCompile(`^[A-Za-z0-9:_.{}-]{1,128}$`)
+
+func (v *validator) revocation(c *Config) {
+	r := c.Revocation
+	if r == nil {
+		return
+	}
+	if r.Issuer != "" {
+		if u := v.url("revocation.issuer", r.Issuer, false); u != nil && c.AuthServer != nil && c.AuthServer.Enabled && r.Issuer != c.AuthServer.Issuer {
+			v.errf("revocation.issuer", "%q differs from authorization_server.issuer %q: this node's own revocations would not apply to its own tokens", r.Issuer, c.AuthServer.Issuer)
+		}
+	}
+	rd := r.Redis
+	if rd == nil {
+		return
+	}
+	p := "revocation.redis"
+	if rd.Address == "" {
+		v.errf(p+".address", "required (host:port, example: 127.0.0.1:6379)")
+	} else {
+		v.hostPort(p+".address", rd.Address)
+	}
+	if rd.DB < 0 || rd.DB > 15 {
+		v.errf(p+".db", "%d is out of range (allowed: 0 to 15)", rd.DB)
+	}
+	if !revocationKeyRE.MatchString(rd.Key) {
+		v.errf(p+".key", "%q is not allowed (1–128 of A-Z a-z 0-9 : _ . - { })", rd.Key)
+	}
+	v.duration(p+".poll_interval", rd.PollInterval, time.Second, time.Hour)
 }
 
 func (v *validator) duration(path string, d Duration, lo, hi time.Duration) {

@@ -75,6 +75,7 @@ routes:
     upstream: app
     auth: {jwt: {issuers: [sekisho]}}
     authorize: {scopes: {all_of: [read]}}
+@EXTRA@
 `
 
 // asEnv is one deployment under test: its config file and data directory,
@@ -97,6 +98,8 @@ type asOptions struct {
 	adminToken bool
 	// codeTTL sets authorization_server.code_ttl (e.g. "5s"); "" = default.
 	codeTTL string
+	// extra is appended to the config as top-level YAML (e.g. revocation).
+	extra string
 }
 
 // newASEnv writes the config (issuer = a free loopback port, fresh master
@@ -121,7 +124,7 @@ func newASEnv(t *testing.T, o asOptions) *asEnv {
 		codeTTLLine = "  code_ttl: " + o.codeTTL
 	}
 	cfg := configText(asConfig, e.dir, "ADDR", addr, "ADMIN", e.adminAddr, "ADMINTOKEN", tokenLine,
-		"ISSUER", e.issuer, "MASTER", master, "UPSTREAM", e.up.URL, "CODETTL", codeTTLLine)
+		"ISSUER", e.issuer, "MASTER", master, "UPSTREAM", e.up.URL, "CODETTL", codeTTLLine, "EXTRA", o.extra)
 	writeFileAtomic(t, e.cfgPath, []byte(cfg))
 	return e
 }
