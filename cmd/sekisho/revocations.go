@@ -32,20 +32,12 @@ const (
 type durableRevoker struct {
 	st   store.Store
 	deny *revocation.DenyList
-	// live, when set (revocation.redis), applies a revocation to deny and
-	// publishes it to the other nodes at once; the store marker stays the
-	// durable record and the path for nodes that missed the message.
+	// live, when set (revocation.redis), publishes a revocation to the
+	// other nodes at once (re-applying it to deny, which is idempotent);
+	// the store marker stays the durable record and the path for nodes
+	// that missed the message.
 	live revocation.Revoker
 	log  *slog.Logger
-}
-
-// now is where a new revocation is applied first: the Redis sync when
-// configured, else this process's deny-list alone.
-func (d *durableRevoker) now() revocation.Revoker {
-	if d.live != nil {
-		return d.live
-	}
-	return d.deny
 }
 
 func (d *durableRevoker) mark(ctx context.Context, scope, id string, until time.Time) error {
@@ -58,26 +50,57 @@ func (d *durableRevoker) mark(ctx context.Context, scope, id string, until time.
 
 // RevokeToken revokes one access token by jti until its expiry.
 func (d *durableRevoker) RevokeToken(ctx context.Context, jti string, exp time.Time) error {
-	if err := d.now().RevokeToken(ctx, jti, exp); err != nil {
+	if err := d.deny.RevokeToken(ctx, jti, exp); err != nil {
 		return err
 	}
-	return d.mark(ctx, revokedJTIScope, jti, exp)
+	if err := d.mark(ctx, revokedJTIScope, jti, exp); err != nil {
+		return err
+	}
+	d.share(ctx, "token", func(ctx context.Context) error { return d.live.RevokeToken(ctx, jti, exp) })
+	return nil
 }
 
 // RevokeSubject revokes a subject's tokens issued before issuedBefore.
 func (d *durableRevoker) RevokeSubject(ctx context.Context, sub string, issuedBefore, until time.Time) error {
-	if err := d.now().RevokeSubject(ctx, sub, issuedBefore, until); err != nil {
+	if err := d.deny.RevokeSubject(ctx, sub, issuedBefore, until); err != nil {
 		return err
 	}
-	return d.mark(ctx, revokedSubjectScope, encodeCutoff(issuedBefore, sub), until)
+	if err := d.mark(ctx, revokedSubjectScope, encodeCutoff(issuedBefore, sub), until); err != nil {
+		return err
+	}
+	d.share(ctx, "subject", func(ctx context.Context) error { return d.live.RevokeSubject(ctx, sub, issuedBefore, until) })
+	return nil
 }
 
 // RevokeClient revokes a client's tokens issued before issuedBefore.
 func (d *durableRevoker) RevokeClient(ctx context.Context, clientID string, issuedBefore, until time.Time) error {
-	if err := d.now().RevokeClient(ctx, clientID, issuedBefore, until); err != nil {
+	if err := d.deny.RevokeClient(ctx, clientID, issuedBefore, until); err != nil {
 		return err
 	}
-	return d.mark(ctx, revokedClientScope, encodeCutoff(issuedBefore, clientID), until)
+	if err := d.mark(ctx, revokedClientScope, encodeCutoff(issuedBefore, clientID), until); err != nil {
+		return err
+	}
+	d.share(ctx, "client", func(ctx context.Context) error { return d.live.RevokeClient(ctx, clientID, issuedBefore, until) })
+	return nil
+}
+
+// shareTimeout bounds publishing one revocation, so a Redis outage delays a
+// revocation request by at most this much.
+const shareTimeout = 2 * time.Second
+
+// share publishes a revocation already applied here and recorded in the
+// store to the other nodes (revocation.redis), if configured. A failure is
+// logged, not returned: the revocation holds on this node and in the store,
+// and the others read the store.
+func (d *durableRevoker) share(ctx context.Context, kind string, publish func(context.Context) error) {
+	if d.live == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shareTimeout)
+	defer cancel()
+	if err := publish(ctx); err != nil {
+		d.log.Warn("revocation not published to the other nodes; they apply it from the store", "kind", kind, "error", err)
+	}
 }
 
 // encodeCutoff stores "unix-nanos:id" as the marker's identifier.

@@ -108,3 +108,33 @@ func TestRevocationAcrossNodesViaRedis(t *testing.T) {
 		t.Errorf("node B refused the token that was not revoked: %d", st)
 	}
 }
+
+// TestRevocationWithRedisDown: with revocation.redis pointing at a port where
+// nothing listens, the node starts and serves, a revocation is still applied
+// at once and recorded in the store (it holds across a restart), and the
+// failed publication is logged without the token.
+func TestRevocationWithRedisDown(t *testing.T) {
+	t.Parallel()
+	a := newASEnv(t, asOptions{extra: "revocation:\n  redis: {address: \"" + deadAddr(t) + "\", poll_interval: 1s}\n"})
+	id, secret := a.createClient(t, "--name", "Partner", "--grant", "client_credentials", "--scope", "read", "--audience", "api")
+	a.start()
+	tok := a.clientCredentials(t, id, secret, "read")
+	a.wantAPI(t, "token before revocation", tok, http.StatusOK)
+	start := time.Now()
+	resp, _ := a.postForm(t, "/oauth2/revoke", url.Values{"token": {tok}}, id, secret)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke with Redis down: %d, want 200", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("revocation took %s with Redis down", d)
+	}
+	a.wantAPI(t, "revoked token (Redis down)", tok, http.StatusUnauthorized)
+	line, _, err := a.gw.stderr.Wait(0, 5*time.Second, func(s string) bool { return strings.Contains(s, "revocation not published") })
+	if err != nil {
+		t.Errorf("no log line about the failed publication: %v", err)
+	} else if strings.Contains(line, tok) || strings.Contains(line, secret) {
+		t.Errorf("the log line carries a credential: %s", line)
+	}
+	a.restart()
+	a.wantAPI(t, "revoked token after a restart (from the store)", tok, http.StatusUnauthorized)
+}
