@@ -291,12 +291,12 @@ func prepareJWTFresh(env *runEnv) (*plan, error) {
 	}
 	threads := strconv.Itoa(env.threads())
 	return &plan{
-		routeYAML:   jwtRouteYAML("bench-jwt-fresh", "/jwt-fresh"),
-		issuerYAML:  bi.issuerYAML(),
-		boundJWKS:   bi.jwksPath,
-		routeName:   "bench-jwt-fresh",
-		path:        "/jwt-fresh/hello",
-		luaFile:     "tokens.lua",
+		routeYAML:  jwtRouteYAML("bench-jwt-fresh", "/jwt-fresh"),
+		issuerYAML: bi.issuerYAML(),
+		boundJWKS:  bi.jwksPath,
+		routeName:  "bench-jwt-fresh",
+		path:       "/jwt-fresh/hello",
+		luaFile:    "tokens.lua",
 		scriptArgs: func(_ string, round int) []string {
 			f, ok := files[round]
 			if !ok { // profiling run (round 0): any unused-by-this-process file
