@@ -292,6 +292,8 @@ func restartOnlyChanges(old, cur *config.Config) string {
 		return "server connection settings changed"
 	case !reflect.DeepEqual(old.AccessLog, cur.AccessLog):
 		return "access_log changed"
+	case !reflect.DeepEqual(old.Revocation, cur.Revocation):
+		return "revocation changed"
 	}
 	return ""
 }

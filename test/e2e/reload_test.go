@@ -214,6 +214,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	if resp.StatusCode != 422 || !strings.Contains(string(body), "restart") {
 		t.Errorf("listener change via reload: %d %s; want 422 saying a restart is needed", resp.StatusCode, body)
 	}
+	// So is one that changes how revocations arrive (a Redis connection).
+	writeFileAtomic(t, path, []byte(reloadConfig(dir, up.URL, 21)+"revocation:\n  redis: {address: 127.0.0.1:6379}\n"))
+	resp, body = do(t, c, "POST", admin+"/admin/reload", map[string]string{"Authorization": "Bearer " + adminToken}, nil)
+	if resp.StatusCode != 422 || !strings.Contains(string(body), "revocation changed") {
+		t.Errorf("revocation change via reload: %d %s; want 422 saying revocation needs a restart", resp.StatusCode, body)
+	}
 	_ = os.Remove(path + ".tmp")
 }
 
