@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,10 +18,10 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // The jwt-fresh target is a throughput ratio to the floor, and every request
@@ -123,29 +124,18 @@ func cmdVerifyCost(args []string, out io.Writer) error {
 	var r2, s2 big.Int
 	r2.Set(r)
 	s2.Set(s)
-	before, err := selfCPU()
-	if err != nil {
-		return err
-	}
+	before := testutil.ProcessCPU()
 	for range *n {
 		sum := sha256.Sum256(input)
 		if !ecdsa.Verify(&key.PublicKey, sum[:], &r2, &s2) {
 			return fmt.Errorf("verifycost: signature did not verify")
 		}
 	}
-	after, err := selfCPU()
-	if err != nil {
-		return err
+	after := testutil.ProcessCPU()
+	if after <= before {
+		return errors.New("verifycost: process CPU time cannot be read on this platform")
 	}
 	return json.NewEncoder(out).Encode(map[string]float64{"cpu_us_per_verify": float64((after - before).Microseconds()) / float64(*n)})
-}
-
-func selfCPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // measureVerifyCost runs "verifycost" pinned like the server under test.

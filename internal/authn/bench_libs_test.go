@@ -26,6 +26,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	jwxjws "github.com/lestrrat-go/jwx/v3/jws"
 	jwxjwt "github.com/lestrrat-go/jwx/v3/jwt"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const benchIssuer = "https://issuer.example.test"
@@ -280,11 +281,12 @@ func BenchmarkRatio(b *testing.B) {
 			spent := make([]time.Duration, len(impls))
 			for b.Loop() {
 				for i, im := range impls {
-					t0 := threadCPU()
+					t0, _ := testutil.ThreadCPU()
 					if err := im.f(); err != nil {
 						b.Fatalf("%s: %v", im.name, err)
 					}
-					spent[i] += threadCPU() - t0
+					t1, _ := testutil.ThreadCPU()
+					spent[i] += t1 - t0
 				}
 			}
 			for i, im := range impls {

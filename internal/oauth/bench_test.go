@@ -8,9 +8,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // BenchmarkClientCredentials measures client-credentials JWT (ES256)
@@ -39,7 +40,7 @@ func benchCC(b *testing.B, mode string) {
 	b.SetParallelism(32)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), testutil.ProcessCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		var mine []time.Duration
 		for pb.Next() {
@@ -64,17 +65,9 @@ func benchCC(b *testing.B, mode string) {
 		lat = append(lat, mine...)
 		mu.Unlock()
 	})
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), testutil.ProcessCPU()-cpu0
 	b.StopTimer()
 	reportLatency(b, lat, elapsed, cpu)
-}
-
-// cpuTime is the process's user+system CPU time: on a shared machine the
-// CPU cost per token is a steadier measure than wall-clock throughput.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func reportLatency(b *testing.B, lat []time.Duration, elapsed, cpu time.Duration) {
@@ -102,7 +95,7 @@ func BenchmarkTokenHandler(b *testing.B) {
 	b.SetParallelism(32)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), testutil.ProcessCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		var mine []time.Duration
 		for pb.Next() {
@@ -122,7 +115,7 @@ func BenchmarkTokenHandler(b *testing.B) {
 		lat = append(lat, mine...)
 		mu.Unlock()
 	})
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), testutil.ProcessCPU()-cpu0
 	b.StopTimer()
 	reportLatency(b, lat, elapsed, cpu)
 }
@@ -138,7 +131,7 @@ func BenchmarkIntrospect(b *testing.B) {
 	b.SetParallelism(32)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), testutil.ProcessCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req := httptest.NewRequest(http.MethodPost, "/oauth2/introspect", strings.NewReader(body))
@@ -153,5 +146,5 @@ func BenchmarkIntrospect(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((testutil.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

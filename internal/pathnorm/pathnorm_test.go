@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // issuePaths are the paths from issue 2 point 6 (plus NUL and backslash
@@ -249,7 +251,7 @@ func TestCleanPathNoAlloc(t *testing.T) {
 		if err != nil || got != p {
 			t.Fatalf("Normalize(%q) = %q, %v", p, got, err)
 		}
-		if raceEnabled {
+		if testutil.RaceEnabled {
 			continue
 		}
 		allocs := testing.AllocsPerRun(100, func() {
@@ -427,8 +429,8 @@ func FuzzNormalize(f *testing.F) {
 func BenchmarkNormalizeClean(b *testing.B) {
 	p := "/api/v1/tenants/acme/orders/12345/items"
 	b.ReportAllocs()
-	ct := startCPUTimer(b)
-	defer ct.stop()
+	ct := testutil.StartCPUTimer(b)
+	defer ct.Stop()
 	for b.Loop() {
 		if _, err := Normalize(p); err != nil {
 			b.Fatal(err)
@@ -439,8 +441,8 @@ func BenchmarkNormalizeClean(b *testing.B) {
 func BenchmarkNormalizeDirty(b *testing.B) {
 	p := "/api//v1/./tenants/%61cme/orders/x/../12345/items%3a"
 	b.ReportAllocs()
-	ct := startCPUTimer(b)
-	defer ct.stop()
+	ct := testutil.StartCPUTimer(b)
+	defer ct.Stop()
 	for b.Loop() {
 		if _, err := Normalize(p); err != nil {
 			b.Fatal(err)
@@ -451,8 +453,8 @@ func BenchmarkNormalizeDirty(b *testing.B) {
 func BenchmarkNormalizeReject(b *testing.B) {
 	p := "/public/%2e%2e/api/x"
 	b.ReportAllocs()
-	ct := startCPUTimer(b)
-	defer ct.stop()
+	ct := testutil.StartCPUTimer(b)
+	defer ct.Stop()
 	for b.Loop() {
 		if _, err := Normalize(p); err == nil {
 			b.Fatal("accepted")
@@ -471,8 +473,8 @@ func BenchmarkNormalizeWorst(b *testing.B) {
 	}
 	b.SetBytes(int64(len(p)))
 	b.ReportAllocs()
-	ct := startCPUTimer(b)
-	defer ct.stop()
+	ct := testutil.StartCPUTimer(b)
+	defer ct.Stop()
 	for b.Loop() {
 		if _, err := Normalize(p); err != nil {
 			b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/pathnorm"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func mustNew(t testing.TB, routes []Route) *Router {
@@ -484,7 +485,7 @@ func TestResultString(t *testing.T) {
 }
 
 func TestMatchNoAlloc(t *testing.T) {
-	if raceEnabled {
+	if testutil.RaceEnabled {
 		t.Skip("allocation counts are not meaningful under the race detector")
 	}
 	r, reqs := benchRouter(t, 1000)
@@ -577,8 +578,8 @@ func BenchmarkMatch1000(b *testing.B) {
 	r, reqs := benchRouter(b, 1000)
 	var m Match
 	b.ReportAllocs()
-	ct := startCPUTimer(b)
-	defer ct.stop()
+	ct := testutil.StartCPUTimer(b)
+	defer ct.Stop()
 	i := 0
 	for b.Loop() {
 		q := &reqs[i%len(reqs)]
@@ -595,8 +596,8 @@ func BenchmarkMatch1000NotFound(b *testing.B) {
 	r, _ := benchRouter(b, 1000)
 	var m Match
 	b.ReportAllocs()
-	ct := startCPUTimer(b)
-	defer ct.stop()
+	ct := testutil.StartCPUTimer(b)
+	defer ct.Stop()
 	for b.Loop() {
 		if r.Match("x.w3.example.net", "GET", "/nope/a/b/c", &m) != NotFound {
 			b.Fatal("matched")

@@ -1,5 +1,0 @@
-//go:build !race
-
-package pathnorm
-
-const raceEnabled = false

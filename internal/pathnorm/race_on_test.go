@@ -1,7 +1,0 @@
-//go:build race
-
-package pathnorm
-
-// raceEnabled skips allocation assertions: the race detector's
-// instrumentation can allocate.
-const raceEnabled = true
