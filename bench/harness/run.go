@@ -137,8 +137,7 @@ func boundJWKS(plans []*plan) string {
 
 // system is a server under test.
 type system struct {
-	name       string // floor | floor+verify | sekisho | sekisho-alt | sekisho-pprof
-	bound      bool   // floor+verify: only measured in crypto-bound workloads
+	name       string // floor | floor+verify (crypto-bound workloads only) | sekisho | sekisho-alt | sekisho-pprof
 	sekisho    bool
 	proc       *proc
 	baseURL    string
@@ -271,7 +270,7 @@ func cmdRun(ctx context.Context, args []string, out, errOut io.Writer) error {
 				if err != nil {
 					return err
 				}
-				env.systems = append(env.systems, &system{name: floorVerifyName, bound: true, proc: fv, baseURL: "http://" + fv.addr})
+				env.systems = append(env.systems, &system{name: floorVerifyName, proc: fv, baseURL: "http://" + fv.addr})
 			}
 		}
 		s, err := env.startSekisho(ctx, "sekisho", sekishoBin, upstreamURL, plans, nil)
@@ -466,7 +465,7 @@ func (env *runEnv) runWorkload(ctx context.Context, r *workloadResult, p *plan) 
 	var systems []*system
 	for _, s := range env.systems {
 		switch {
-		case s.bound && p.boundJWKS == "":
+		case s.name == floorVerifyName && p.boundJWKS == "":
 		case len(p.systems) == 0 || slices.Contains(p.systems, s.name) || (s.sekisho && slices.Contains(p.systems, "sekisho")):
 			systems = append(systems, s)
 		}
