@@ -26,6 +26,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	jwxjws "github.com/lestrrat-go/jwx/v3/jws"
 	jwxjwt "github.com/lestrrat-go/jwx/v3/jwt"
+
 	"github.com/sekisho/sekisho/internal/testutil"
 )
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func TestRevokedJTIRefusedOnCacheHit(t *testing.T) {
@@ -14,7 +16,7 @@ func TestRevokedJTIRefusedOnCacheHit(t *testing.T) {
 	e.mustAccept(tok)
 	e.mustAccept(tok) // second verification: admitted to the cache
 	e.mustAccept(tok)
-	if metricValue(t, e.metrics.cacheHit) != 1 {
+	if testutil.MetricValue(e.metrics.cacheHit) != 1 {
 		t.Fatal("second verification was not a cache hit")
 	}
 	if err := e.deny.RevokeToken(context.Background(), "revoke-me", e.clock.Now().Add(time.Hour)); err != nil {
@@ -57,14 +59,14 @@ func TestCacheEntryExpiresAtExp(t *testing.T) {
 	tok := e.tok("ES256", "k1", nil, map[string]any{"exp": e.clock.Now().Unix() + 60})
 	e.mustCache(tok)
 	e.mustAccept(tok)
-	hits, misses := metricValue(t, e.metrics.cacheHit), metricValue(t, e.metrics.cacheMiss)
+	hits, misses := testutil.MetricValue(e.metrics.cacheHit), testutil.MetricValue(e.metrics.cacheMiss)
 	if hits != 1 {
 		t.Fatalf("hits %v", hits)
 	}
 	e.clock.Advance(61 * time.Second)
 	// Past exp the cache must not answer; the full path applies the leeway.
 	e.mustAccept(tok)
-	if metricValue(t, e.metrics.cacheHit) != hits || metricValue(t, e.metrics.cacheMiss) != misses+1 {
+	if testutil.MetricValue(e.metrics.cacheHit) != hits || testutil.MetricValue(e.metrics.cacheMiss) != misses+1 {
 		t.Fatal("expired entry served from the cache")
 	}
 	e.clock.Advance(30 * time.Second)
@@ -136,11 +138,11 @@ func TestCacheSeparatesRoutes(t *testing.T) {
 	assertRefusal(t, nil, err, ReasonAudience)
 	// A route with the same issuer shares entries.
 	route3, _ := NewJWT([]*Issuer{e.iss}, RouteJWTOptions{Logger: quietLogger(), Clock: e.clock.Now}, e.cache, e.deny, e.metrics)
-	hits := metricValue(t, e.metrics.cacheHit)
+	hits := testutil.MetricValue(e.metrics.cacheHit)
 	if _, err := route3.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
-	if metricValue(t, e.metrics.cacheHit) != hits+1 {
+	if testutil.MetricValue(e.metrics.cacheHit) != hits+1 {
 		t.Fatal("same-issuer route did not share the entry")
 	}
 }
@@ -197,14 +199,14 @@ func TestCacheMonotonicExpiry(t *testing.T) {
 	if d := ent.deadline - e.cache.sinceBase(); d < 3500*time.Second || d > 3601*time.Second {
 		t.Fatalf("monotonic deadline %s from now, want ~1h", d)
 	}
-	misses := metricValue(t, e.metrics.cacheMiss)
+	misses := testutil.MetricValue(e.metrics.cacheMiss)
 	past := *ent
 	past.deadline = e.cache.sinceBase() - time.Nanosecond
 	e.cache.put(k, &past)
 	if _, err := route.Verify(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if metricValue(t, e.metrics.cacheMiss) != misses+1 {
+	if testutil.MetricValue(e.metrics.cacheMiss) != misses+1 {
 		t.Fatal("entry past its monotonic deadline served from the cache")
 	}
 }
@@ -244,8 +246,8 @@ func TestCacheAdmitsOnSecondVerification(t *testing.T) {
 	for range 3 {
 		e.mustAccept(tok)
 	}
-	if e.auth.parses.Load() != parses+2 || metricValue(t, e.metrics.cacheHit) != 3 {
-		t.Fatalf("later verifications parsed (%d parses, %v hits)", e.auth.parses.Load()-parses, metricValue(t, e.metrics.cacheHit))
+	if e.auth.parses.Load() != parses+2 || testutil.MetricValue(e.metrics.cacheHit) != 3 {
+		t.Fatalf("later verifications parsed (%d parses, %v hits)", e.auth.parses.Load()-parses, testutil.MetricValue(e.metrics.cacheHit))
 	}
 }
 

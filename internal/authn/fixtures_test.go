@@ -16,9 +16,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sekisho/sekisho/internal/revocation"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const (
@@ -281,20 +281,7 @@ func (e *env) mustAccept(token string) *Identity {
 
 // refusals reads the refusal counter for reason.
 func (e *env) refusals(reason string) float64 {
-	return metricValue(e.t, e.metrics.refusals.WithLabelValues("jwt", reason))
-}
-
-// metricValue reads a counter or gauge.
-func metricValue(t testing.TB, m prometheus.Metric) float64 {
-	t.Helper()
-	var out dto.Metric
-	if err := m.Write(&out); err != nil {
-		t.Fatal(err)
-	}
-	if out.Counter != nil {
-		return out.Counter.GetValue()
-	}
-	return out.Gauge.GetValue()
+	return testutil.MetricValue(e.metrics.refusals.WithLabelValues("jwt", reason))
 }
 
 func req(target string, auth ...string) *http.Request {

@@ -16,10 +16,12 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func (e *env) fetchMetric(result string) float64 {
-	return metricValue(e.t, e.metrics.jwksFetches.WithLabelValues(e.iss.name, result))
+	return testutil.MetricValue(e.metrics.jwksFetches.WithLabelValues(e.iss.name, result))
 }
 
 // Key rotation: a new kid is picked up by the refetch-on-unknown-kid (rate
@@ -31,7 +33,7 @@ func TestKeyRotation(t *testing.T) {
 	old := e.good()
 	e.mustCache(old)
 	e.mustAccept(old) // a cache hit
-	if hits := metricValue(t, e.metrics.cacheHit); hits != 1 {
+	if hits := testutil.MetricValue(e.metrics.cacheHit); hits != 1 {
 		t.Fatalf("cache hits = %v", hits)
 	}
 
@@ -58,12 +60,12 @@ func TestKeyRotation(t *testing.T) {
 	e.mustRefuse(old, ReasonUnknownKey)
 	e.mustAccept(newTok)
 	// An unchanged reload keeps cache entries valid.
-	hits := metricValue(t, e.metrics.cacheHit)
+	hits := testutil.MetricValue(e.metrics.cacheHit)
 	if err := e.iss.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	e.mustAccept(newTok)
-	if metricValue(t, e.metrics.cacheHit) != hits+1 {
+	if testutil.MetricValue(e.metrics.cacheHit) != hits+1 {
 		t.Fatal("an unchanged key set invalidated the cache")
 	}
 }

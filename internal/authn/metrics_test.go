@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func TestMetricsAndRefusalLogs(t *testing.T) {
@@ -18,16 +20,16 @@ func TestMetricsAndRefusalLogs(t *testing.T) {
 	bad := tamper(good, mustJSON(t, e.claims(map[string]any{"sub": "admin"})))
 	ae := e.mustRefuse(bad, ReasonSignature)
 
-	if v := metricValue(t, e.metrics.verifications.WithLabelValues("test", "ok")); v != 1 {
+	if v := testutil.MetricValue(e.metrics.verifications.WithLabelValues("test", "ok")); v != 1 {
 		t.Fatalf("ok verifications = %v", v)
 	}
-	if v := metricValue(t, e.metrics.verifications.WithLabelValues("test", ReasonSignature)); v != 1 {
+	if v := testutil.MetricValue(e.metrics.verifications.WithLabelValues("test", ReasonSignature)); v != 1 {
 		t.Fatalf("signature verifications = %v", v)
 	}
 	if e.refusals(ReasonSignature) != 1 {
 		t.Fatal("refusal not counted")
 	}
-	if v := metricValue(t, e.metrics.jwksKeys.WithLabelValues("test")); v != 3 {
+	if v := testutil.MetricValue(e.metrics.jwksKeys.WithLabelValues("test")); v != 3 {
 		t.Fatalf("keys gauge = %v", v)
 	}
 	if e.fetchMetric(fetchOK) < 1 {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func ident(scopes ...string) *authn.Identity {
@@ -200,7 +201,7 @@ func TestRuntimeErrorDenies(t *testing.T) {
 			t.Errorf("%s: got %+v, want policy_error denial", expr, d)
 		}
 	}
-	if got := counterValue(t, reg, "sekisho_authz_denials_total", "reason", ReasonPolicyError); got != float64(len(cases)) {
+	if got := testutil.CounterValue(t, reg, "sekisho_authz_denials_total", "reason", ReasonPolicyError); got != float64(len(cases)) {
 		t.Fatalf("policy_error denials counted %v, want %d", got, len(cases))
 	}
 }
@@ -299,28 +300,6 @@ func TestRefusalMapping(t *testing.T) {
 	if s, _, scope := (Decision{Reason: ReasonPolicyError}).Challenge(); s != 403 || scope != "" {
 		t.Errorf("policy error challenge = %d %q", s, scope)
 	}
-}
-
-// counterValue reads one labelled counter from a registry.
-func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 // TestPolicyParamRefs: with the route's parameters known, a policy reading

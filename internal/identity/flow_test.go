@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/sekisho/sekisho/internal/store"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func TestLoginSuccessContinuesToAuthorize(t *testing.T) {
@@ -51,7 +50,7 @@ func TestLoginSuccessContinuesToAuthorize(t *testing.T) {
 	if usr.PasswordHash != "" {
 		t.Error("CurrentUser leaked the password hash")
 	}
-	if n := counterValue(e.svc.metrics.logins.WithLabelValues(resultSuccess)); n != 1 {
+	if n := testutil.MetricValue(e.svc.metrics.logins.WithLabelValues(resultSuccess)); n != 1 {
 		t.Errorf("login_attempts_total{result=success} = %v, want 1", n)
 	}
 }
@@ -110,7 +109,7 @@ func TestWrongPasswordAndUnknownUserLookTheSame(t *testing.T) {
 	if norm(wrong.body, "alice") != norm(unknown.body, "mallory") {
 		t.Error("failure pages differ between a wrong password and an unknown user")
 	}
-	if n := counterValue(e.svc.metrics.logins.WithLabelValues(resultFailure)); n != 2 {
+	if n := testutil.MetricValue(e.svc.metrics.logins.WithLabelValues(resultFailure)); n != 2 {
 		t.Errorf("login_attempts_total{result=failure} = %v, want 2", n)
 	}
 }
@@ -475,7 +474,7 @@ func TestConsentAllowRememberedAndRevocable(t *testing.T) {
 	if acct := b.get("/account/consents"); !strings.Contains(acct.body, "You have not authorized any application.") {
 		t.Error("account page still lists the revoked consent")
 	}
-	if n := counterValue(e.svc.metrics.consents.WithLabelValues("allow")); n != 2 {
+	if n := testutil.MetricValue(e.svc.metrics.consents.WithLabelValues("allow")); n != 2 {
 		t.Errorf("consent_decisions_total{decision=allow} = %v, want 2", n)
 	}
 }
@@ -697,7 +696,7 @@ func TestThrottleLoginPerAccount(t *testing.T) {
 	if res := other.login(authorizeURL(), "alice", testPassword); res.StatusCode != http.StatusOK || !reRefresh.MatchString(res.body) {
 		t.Fatalf("after the window: %d", res.StatusCode)
 	}
-	if n := counterValue(e.svc.metrics.logins.WithLabelValues(resultThrottled)); n != 2 {
+	if n := testutil.MetricValue(e.svc.metrics.logins.WithLabelValues(resultThrottled)); n != 2 {
 		t.Errorf("login_attempts_total{result=throttled} = %v, want 2", n)
 	}
 }
@@ -961,14 +960,6 @@ func TestScopeDescriptionsOverride(t *testing.T) {
 	if page := b.get(e.svc.ConsentURL(authorizeURL())); !strings.Contains(page.body, "Read your orders") {
 		t.Error("configured scope description not shown")
 	}
-}
-
-func counterValue(c interface{ Write(*dto.Metric) error }) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	return m.GetCounter().GetValue()
 }
 
 // A password change that did not go through SetPassword (another node, a

@@ -19,7 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const waitLimit = 5 * time.Second
@@ -165,21 +166,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// metricValue reads a gauge or counter without prometheus/testutil (which
-// would pull an extra module into go.sum).
-func metricValue(c prometheus.Metric) float64 {
-	var d dto.Metric
-	if err := c.Write(&d); err != nil {
-		panic(err)
-	}
-	if d.Gauge != nil {
-		return d.Gauge.GetValue()
-	}
-	return d.Counter.GetValue()
-}
-
 func gaugeIs(m *Metrics, v float64) func() bool {
-	return func() bool { return metricValue(m.open) == v }
+	return func() bool { return testutil.MetricValue(m.open) == v }
 }
 
 func TestPerIPCap(t *testing.T) {
@@ -193,14 +181,14 @@ func TestPerIPCap(t *testing.T) {
 	expectEcho(t, a2, "a2")
 
 	expectRejected(t, ln.Addr(), "127.0.0.1")
-	if got := metricValue(m.rejected.WithLabelValues(ReasonPerIP)); got != 1 {
+	if got := testutil.MetricValue(m.rejected.WithLabelValues(ReasonPerIP)); got != 1 {
 		t.Fatalf("rejected{per_ip} = %v, want 1", got)
 	}
 
 	// Another IP is not affected by 127.0.0.1 being at its cap.
 	b1 := dialFrom(t, ln.Addr(), "127.0.0.2")
 	expectEcho(t, b1, "b1")
-	if got := metricValue(m.open); got != 3 {
+	if got := testutil.MetricValue(m.open); got != 3 {
 		t.Fatalf("open connections = %v, want 3", got)
 	}
 
@@ -232,11 +220,11 @@ func TestGlobalCapBlocksThenAdmits(t *testing.T) {
 	if n := len(accepted); n != 1 {
 		t.Fatalf("accepted %d connections while at the global cap, want 1", n)
 	}
-	waitFor(t, "limit wait counted", func() bool { return metricValue(m.waits) >= 1 })
+	waitFor(t, "limit wait counted", func() bool { return testutil.MetricValue(m.waits) >= 1 })
 
 	c1.Close()
 	expectRead(t, c2, "two")
-	if got := metricValue(m.rejected.WithLabelValues(ReasonPerIP)); got != 0 {
+	if got := testutil.MetricValue(m.rejected.WithLabelValues(ReasonPerIP)); got != 0 {
 		t.Fatalf("rejected = %v, want 0: the global cap must delay, not reject", got)
 	}
 }
@@ -316,7 +304,7 @@ func TestDoubleCloseReleasesOnce(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatal("double Close blocked")
 	}
-	if got := metricValue(m.open); got != 0 {
+	if got := testutil.MetricValue(m.open); got != 0 {
 		t.Fatalf("open connections after double close = %v, want 0", got)
 	}
 
@@ -408,7 +396,7 @@ func TestHijackedConnHoldsSlot(t *testing.T) {
 			if resp.StatusCode != http.StatusSwitchingProtocols {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
-			if got := metricValue(m.open); got != 1 {
+			if got := testutil.MetricValue(m.open); got != 1 {
 				t.Fatalf("open connections while hijacked = %v, want 1", got)
 			}
 
@@ -566,7 +554,7 @@ func TestIdleReclaimAtGlobalCap(t *testing.T) {
 			if err == nil || errors.As(err, &ne) && ne.Timeout() {
 				t.Fatalf("idle connection not closed by the server after reclaim: %v", err)
 			}
-			if got := metricValue(m.reclaimed); got != 1 {
+			if got := testutil.MetricValue(m.reclaimed); got != 1 {
 				t.Fatalf("reclaimed = %v, want 1", got)
 			}
 		})
@@ -658,7 +646,7 @@ func TestConcurrentChurn(t *testing.T) {
 	if served.Load() == 0 {
 		t.Fatal("no connection was served")
 	}
-	rejected := metricValue(m.rejected.WithLabelValues(ReasonPerIP))
+	rejected := testutil.MetricValue(m.rejected.WithLabelValues(ReasonPerIP))
 	if int(served.Load())+int(rejected) > 200 || served.Load() < 1 {
 		t.Fatalf("served %d + rejected %v out of 200 dials", served.Load(), rejected)
 	}

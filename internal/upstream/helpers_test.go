@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // fakeClock is an injectable clock for passive health.
@@ -128,14 +127,6 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 func hostOf(u string) string { return strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://") }
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		panic(err)
-	}
-	return m.GetCounter().GetValue()
-}
 
 // seriesCount returns how many series of the metric family name reg exposes.
 func seriesCount(reg prometheus.Gatherer, name string) (int, error) {

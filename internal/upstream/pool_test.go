@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 func TestRoundRobinWeights(t *testing.T) {
@@ -162,10 +164,10 @@ func TestRetryGETGoesToOtherTarget(t *testing.T) {
 	if retried != 5 || live.hits.Load() != 10 {
 		t.Fatalf("retried %d (want 5, every other pick is the dead target), live hits %d", retried, live.hits.Load())
 	}
-	if got := counterValue(p.m.retries); got != 5 {
+	if got := testutil.MetricValue(p.m.retries); got != 5 {
 		t.Fatalf("retries_total = %v", got)
 	}
-	if got := counterValue(p.m.errors[KindConnect]); got != 5 {
+	if got := testutil.MetricValue(p.m.errors[KindConnect]); got != 5 {
 		t.Fatalf("errors_total{kind=connect} = %v", got)
 	}
 }
@@ -377,7 +379,7 @@ func TestPassiveEjectionAndRecovery(t *testing.T) {
 	if !st[0].Ejected || st[0].Healthy || !st[1].Healthy || st[0].EjectedUntil.Sub(clock.Now()) != 30*time.Second {
 		t.Fatalf("status after ejection: %+v", st)
 	}
-	if v := counterValue(p.m.ejections); v != 1 {
+	if v := testutil.MetricValue(p.m.ejections); v != 1 {
 		t.Fatalf("ejections_total = %v", v)
 	}
 	if n, err := seriesCount(reg, "sekisho_upstream_target_healthy"); err != nil || n != 2 {
@@ -608,7 +610,7 @@ func TestMetricsSharedRegistry(t *testing.T) {
 	if v := gathered(t, reg, "sekisho_upstream_retries_total", "upstream", "two"); v != 0 {
 		t.Fatalf("retries_total{upstream=two} = %v", v)
 	}
-	if v := counterValue(p1b.m.errors[KindConnect]); v != 1 {
+	if v := testutil.MetricValue(p1b.m.errors[KindConnect]); v != 1 {
 		t.Fatalf("connect errors = %v", v)
 	}
 	// No label carries anything but upstream, kind and target URL.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 // countingStore wraps a Store and counts lookups; failNext makes lookups
@@ -149,7 +150,7 @@ func TestUnknownRevokedExpiredRefused(t *testing.T) {
 	_, err = f.auth.Authenticate(reqWithKey(expiring))
 	wantReason(t, err, authn.ReasonExpired)
 
-	if got := counterValue(t, f.reg, "sekisho_apikey_refusals_total", "reason", authn.ReasonRevoked); got != 1 {
+	if got := testutil.CounterValue(t, f.reg, "sekisho_apikey_refusals_total", "reason", authn.ReasonRevoked); got != 1 {
 		t.Fatalf("revoked refusals counted %v, want 1", got)
 	}
 }
@@ -412,25 +413,4 @@ func BenchmarkParse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/testutil"
 )
 
 const (
@@ -596,7 +597,7 @@ func TestRefusalsCountedAndTokensNotLogged(t *testing.T) {
 	if !strings.Contains(logs, fmt.Sprintf("%x", sum[:4])) {
 		t.Fatalf("log lacks the token hash prefix: %s", logs)
 	}
-	if v := counterValue(t, f.reg, "sekisho_introspection_refusals_total", "reason", authn.ReasonUnavailable); v != 1 {
+	if v := testutil.CounterValue(t, f.reg, "sekisho_introspection_refusals_total", "reason", authn.ReasonUnavailable); v != 1 {
 		t.Fatalf("unavailable refusals counted %v, want 1", v)
 	}
 }
@@ -640,27 +641,6 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
